@@ -1,0 +1,134 @@
+//! The command line: flag definitions (argh), logging set-up and dispatch to the subcommands.
+//!
+//! Owns what a user types and what the process exits with: 0 for success, 1 when a check found
+//! problems (`verify`), 2 for bad flags or an unusable path, each with a message naming the
+//! flag or path. Subcommands live in their own modules and return an [`ExitCode`].
+
+pub mod dump;
+pub mod tail;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+/// logferry: a read-only Kafka read replica. It tails the segment files of a broker's log
+/// directories (or a copy of them) and serves them to Kafka consumers.
+#[derive(FromArgs, Debug)]
+pub struct Cli {
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+
+    #[argh(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Dump(DumpArgs),
+    Tail(TailArgs),
+    Verify(VerifyArgs),
+}
+
+/// Print .log, .index, .timeindex and .txnindex files the way Kafka's kafka-dump-log.sh
+/// (DumpLogSegments) does, without needing Java. Reads only.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "dump")]
+pub struct DumpArgs {
+    /// also print one line per record (offset, timestamp, key and value sizes, sequence,
+    /// header keys, transaction markers), decompressing batches as needed
+    #[argh(switch)]
+    pub deep: bool,
+
+    /// segment files to print, in order
+    #[argh(positional)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Check every partition of every given log directory (CRCs, offsets increasing across batches
+/// and segments, index entries at batch boundaries, segment names against their contents, torn
+/// tails, checkpoint files). Prints one line per problem as `path: where: what` and exits 0 when
+/// clean, 1 when problems were found, 2 when a directory cannot be read. Never modifies anything.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "verify")]
+pub struct VerifyArgs {
+    /// log directories to check (a broker's log.dirs entries, or copies of them)
+    #[argh(positional)]
+    pub dirs: Vec<PathBuf>,
+}
+
+/// Follow log directories and print one line per change the tailer sees: partitions added and
+/// removed, exposed ends advanced or truncated, segments added and removed. Uses inotify with a
+/// periodic rescan as the safety net, exactly as the server does.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "tail")]
+pub struct TailArgs {
+    /// period of the full rescan behind inotify, in milliseconds (default 5000)
+    #[argh(option, default = "crate::log::tailer::RESCAN_INTERVAL_MS_DEFAULT")]
+    pub rescan_ms: u64,
+
+    /// stop after this many milliseconds (default: run until killed)
+    #[argh(option)]
+    pub duration_ms: Option<u64>,
+
+    /// log directories to follow
+    #[argh(positional)]
+    pub dirs: Vec<std::path::PathBuf>,
+}
+
+/// Sets up logging: `RUST_LOG` (default `info`), no timestamps under journald.
+pub fn init_logging() {
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        b.format_timestamp(None);
+    }
+    // A second init (tests) is harmless.
+    let _ = b.try_init();
+}
+
+/// Parses the process arguments and runs the chosen command.
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = strs
+        .first()
+        .map(|s| std::path::Path::new(s).file_name().and_then(|n| n.to_str()).unwrap_or(s))
+        .unwrap_or("logferry");
+    let cli = match Cli::from_args(&[cmd], strs.get(1..).unwrap_or(&[])) {
+        Ok(cli) => cli,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    print!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprint!("{}", early.output);
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    run(cli)
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    if cli.version {
+        println!("logferry {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    init_logging();
+    match cli.command {
+        Some(Command::Dump(a)) => dump::run(&a),
+        Some(Command::Tail(a)) => tail::run(&a),
+        Some(Command::Verify(a)) => verify::run(&a),
+        None => {
+            eprintln!("logferry: no command given; see 'logferry --help'");
+            ExitCode::from(2)
+        }
+    }
+}

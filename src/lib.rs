@@ -1,0 +1,20 @@
+//! logferry: a read-only Kafka read replica that serves consumers straight from a broker's log
+//! directory.
+//!
+//! This crate is the library behind the `logferry` binary. Modules:
+//! - [`log`]: the log model (log dirs, partitions, segments, batch headers, indexes) and the
+//!   tailer that follows a broker writing them;
+//! - [`cli`]: the command line (`serve`, `dump`, `verify`), kept here so it is testable; the
+//!   binary only calls [`cli::main`].
+//!
+//! Glossary (used the same way in every module):
+//! - **offset**: a Kafka logical offset (`i64`);
+//! - **relative offset**: offset minus a segment's base offset (`u32`, index files only);
+//! - **position**: a byte position in a segment file (`u64` here, `u32` in index files);
+//! - **size** / **len**: bytes; **count**: records or batches;
+//! - **base offset**: the first offset a segment may hold (its file name), a lower bound of its
+//!   first batch's offset;
+//! - **exposed end**: the end of the last complete, CRC-valid batch; nothing past it is served.
+
+pub mod cli;
+pub mod log;

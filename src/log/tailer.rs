@@ -1,0 +1,218 @@
+//! Following the log directories while a broker writes them.
+//!
+//! Owns the inotify instance (non-blocking; its descriptor goes into the server's mio loop) and
+//! the decision of what to refresh when: an event in a partition directory refreshes that
+//! partition, an event in a log dir's root re-lists the dir (new or removed partitions, new
+//! checkpoints), an overflowed queue or a watch that could not be added falls back to a full
+//! rescan, and [`Tailer::tick`] runs a full rescan every `rescan_interval_ms` as the safety net
+//! when events are lost. The model itself is [`LogView`]; this module only schedules its work and
+//! passes on its [`LogEvent`]s.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+
+use super::{LogError, LogEvent, LogView, TopicPartition};
+
+/// Default period of the full rescan that backs up inotify.
+pub const RESCAN_INTERVAL_MS_DEFAULT: u64 = 5_000;
+
+/// What a watch descriptor watches.
+#[derive(Clone, Debug)]
+enum Watched {
+    Root,
+    Partition(TopicPartition),
+}
+
+pub struct Tailer {
+    pub view: LogView,
+    inotify: Option<Inotify>,
+    watches: HashMap<WatchDescriptor, Watched>,
+    watched_partitions: HashMap<TopicPartition, WatchDescriptor>,
+    rescan_interval: Duration,
+    last_rescan: Instant,
+    /// Set when events may have been lost (queue overflow, watch limit): next tick rescans.
+    rescan_due: bool,
+}
+
+fn dir_flags() -> AddWatchFlags {
+    AddWatchFlags::IN_MODIFY
+        | AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_ONLYDIR
+}
+
+impl Tailer {
+    /// Wraps an opened view. `use_inotify = false` (tests, simulation) relies on explicit
+    /// [`Tailer::rescan`] and [`Tailer::tick`] only.
+    pub fn new(view: LogView, use_inotify: bool, rescan_interval_ms: u64, now: Instant) -> Self {
+        let inotify = if use_inotify {
+            match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    log::warn!(
+                        "inotify unavailable ({e}); following the log dirs by rescanning every {rescan_interval_ms} ms"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut t = Tailer {
+            view,
+            inotify,
+            watches: HashMap::new(),
+            watched_partitions: HashMap::new(),
+            rescan_interval: Duration::from_millis(rescan_interval_ms.max(1)),
+            last_rescan: now,
+            rescan_due: false,
+        };
+        t.sync_watches();
+        t
+    }
+
+    /// The inotify descriptor to register for readability, if inotify is in use.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.inotify.as_ref().map(|i| i.as_fd().as_raw_fd())
+    }
+
+    /// When [`Tailer::tick`] next has work to do.
+    pub fn next_deadline(&self) -> Instant {
+        self.last_rescan + self.rescan_interval
+    }
+
+    /// Adds watches for new partitions and log dirs, drops those of removed partitions.
+    fn sync_watches(&mut self) {
+        let Some(inotify) = &self.inotify else { return };
+        if self.watches.values().all(|w| !matches!(w, Watched::Root)) {
+            for d in &self.view.dirs {
+                match inotify.add_watch(&d.path, dir_flags()) {
+                    Ok(wd) => {
+                        self.watches.insert(wd, Watched::Root);
+                    }
+                    Err(e) => {
+                        log::warn!("{}: cannot watch ({e}); relying on periodic rescans", d.path.display());
+                    }
+                }
+            }
+        }
+        let current: BTreeSet<&TopicPartition> = self.view.partitions.keys().collect();
+        let stale: Vec<TopicPartition> =
+            self.watched_partitions.keys().filter(|tp| !current.contains(tp)).cloned().collect();
+        for tp in stale {
+            if let Some(wd) = self.watched_partitions.remove(&tp) {
+                self.watches.remove(&wd);
+                // The directory may already be gone, which removes the watch by itself.
+                let _ = inotify.rm_watch(wd);
+            }
+        }
+        for (tp, p) in &self.view.partitions {
+            if self.watched_partitions.contains_key(tp) {
+                continue;
+            }
+            match inotify.add_watch(&p.dir, dir_flags()) {
+                Ok(wd) => {
+                    self.watches.insert(wd, Watched::Partition(tp.clone()));
+                    self.watched_partitions.insert(tp.clone(), wd);
+                }
+                Err(Errno::ENOSPC) => {
+                    log::warn!(
+                        "inotify watch limit reached at {}; that partition is followed by rescans only",
+                        p.dir.display()
+                    );
+                    break;
+                }
+                Err(e) => log::warn!("{}: cannot watch ({e})", p.dir.display()),
+            }
+        }
+    }
+
+    /// Drains inotify and refreshes what the events name. Call when the descriptor is readable.
+    pub fn on_readable(&mut self) -> Result<Vec<LogEvent>, LogError> {
+        let mut dirty: BTreeSet<TopicPartition> = BTreeSet::new();
+        let mut root_changed = false;
+        if let Some(inotify) = &self.inotify {
+            loop {
+                match inotify.read_events() {
+                    Ok(events) => {
+                        for e in events {
+                            if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                                self.rescan_due = true;
+                                continue;
+                            }
+                            match self.watches.get(&e.wd) {
+                                Some(Watched::Root) => root_changed = true,
+                                Some(Watched::Partition(tp)) => {
+                                    if e.mask.intersects(
+                                        AddWatchFlags::IN_DELETE_SELF
+                                            | AddWatchFlags::IN_MOVE_SELF
+                                            | AddWatchFlags::IN_IGNORED,
+                                    ) {
+                                        root_changed = true;
+                                    }
+                                    dirty.insert(tp.clone());
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                    Err(Errno::EAGAIN) => break,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        log::warn!("inotify read failed ({e}); rescanning");
+                        self.rescan_due = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if root_changed || self.rescan_due {
+            return self.rescan_now();
+        }
+        let mut out = Vec::new();
+        for tp in dirty {
+            out.extend(self.view.refresh(&tp)?);
+        }
+        Ok(out)
+    }
+
+    /// Timer work: the periodic full rescan (or an overdue one after lost events).
+    pub fn tick(&mut self, now: Instant) -> Result<Vec<LogEvent>, LogError> {
+        if self.rescan_due || now >= self.next_deadline() {
+            self.last_rescan = now;
+            return self.rescan_now();
+        }
+        Ok(Vec::new())
+    }
+
+    /// A full rescan now (SIGHUP, tests).
+    pub fn rescan(&mut self, now: Instant) -> Result<Vec<LogEvent>, LogError> {
+        self.last_rescan = now;
+        self.rescan_now()
+    }
+
+    fn rescan_now(&mut self) -> Result<Vec<LogEvent>, LogError> {
+        self.rescan_due = false;
+        let events = self.view.rescan()?;
+        for p in self.view.partitions.values_mut() {
+            p.reload_leader_epochs();
+        }
+        self.sync_watches();
+        Ok(events)
+    }
+
+    /// Paths of the log directories followed.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.view.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+}

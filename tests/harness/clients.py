@@ -1,0 +1,163 @@
+"""Run the four real consumer clients of the harness and return their canonical lines.
+
+Every client prints "topic partition offset timestamp key-hex value-sha256 headers" per record
+(see java/.../Canon.java); outputs are compared sorted, so client read order does not matter.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+
+import broker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENTS = ("kcat", "java", "franz-go", "kafka-python")
+
+
+class ClientError(RuntimeError):
+    pass
+
+
+def _run(name, cmd, timeout_s):
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=timeout_s + 30)
+    except subprocess.TimeoutExpired as e:
+        raise ClientError(f"{name} did not finish within {timeout_s + 30}s: {cmd}") from e
+    if r.returncode != 0:
+        raise ClientError(f"{name} exited {r.returncode}: {r.stderr.decode(errors='replace')[-2000:]}")
+    return r.stdout
+
+
+def _lines(out):
+    return sorted(l for l in out.decode().splitlines() if l)
+
+
+def consume(client, bootstrap, topic, isolation="read_uncommitted", timeout_s=90):
+    """Read every partition of `topic` from the start to the end offsets; canonical lines."""
+    if client == "java":
+        cmd = [broker.JAVA, "-cp", broker.classpath(),
+               f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2.properties')}",
+               "logferry.harness.Consume", bootstrap, topic, isolation, str(timeout_s)]
+        return _lines(_run(client, cmd, timeout_s))
+    if client == "franz-go":
+        cmd = [os.path.join(HERE, "target", "franzconsume"), bootstrap, topic, isolation, str(timeout_s)]
+        return _lines(_run(client, cmd, timeout_s))
+    if client == "kafka-python":
+        cmd = [sys.executable, os.path.join(HERE, "pyconsume.py"), bootstrap, topic, isolation, str(timeout_s)]
+        return _lines(_run(client, cmd, timeout_s))
+    if client == "kcat":
+        return kcat(bootstrap, topic, isolation, timeout_s)
+    raise ValueError(client)
+
+
+SEP = b"\x1e"  # record separator; the key and value follow as raw bytes, framed by their lengths
+
+
+def kcat(bootstrap, topic, isolation, timeout_s):
+    fmt = "%t\\t%p\\t%o\\t%T\\t%K\\t%S\\t%h\\t%k%s\\x1e"
+    cmd = ["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
+           "-X", f"isolation.level={isolation}", "-f", fmt]
+    out = _run("kcat", cmd, timeout_s)
+    lines = []
+    pos = 0
+    while pos < len(out):
+        fields = []
+        for _ in range(7):
+            tab = out.index(b"\t", pos)
+            fields.append(out[pos:tab])
+            pos = tab + 1
+        t, p, o, ts, klen, vlen, hdrs = fields
+        klen, vlen = int(klen), int(vlen)
+        key = out[pos:pos + klen] if klen >= 0 else None
+        pos += max(klen, 0)
+        value = out[pos:pos + vlen] if vlen >= 0 else None
+        pos += max(vlen, 0)
+        if out[pos:pos + 1] != SEP:
+            raise ClientError(f"kcat output not framed as expected at byte {pos}")
+        pos += 1
+        lines.append(" ".join([t.decode(), p.decode(), o.decode(), ts.decode(),
+                               "null" if key is None else key.hex(),
+                               "null" if value is None else hashlib.sha256(value).hexdigest(),
+                               kcat_headers(hdrs)]))
+    return sorted(lines)
+
+
+def kcat_headers(raw):
+    # kcat prints headers as name=value pairs joined by commas; a null value prints as the
+    # name alone. Harness header names are ASCII without '=' or ','; values may be binary but
+    # never contain those bytes either.
+    if not raw:
+        return "-"
+    parts = []
+    for item in raw.split(b","):
+        if b"=" in item:
+            k, v = item.split(b"=", 1)
+            parts.append(k.hex() + "=" + v.hex())
+        else:
+            parts.append(item.hex() + "=null")
+    return ",".join(parts)
+
+
+def produce(bootstrap, workload, topic, count, seed=1, timeout_s=300):
+    """Write a workload with the Java producer; returns (committed lines, aborted lines)."""
+    cmd = [broker.JAVA, "-cp", broker.classpath(),
+           f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2.properties')}",
+           "logferry.harness.Produce", bootstrap, workload, topic, str(count), str(seed)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        raise ClientError(f"producer for {workload} did not finish within {timeout_s}s") from e
+    if r.returncode != 0:
+        raise ClientError(f"producer for {workload} exited {r.returncode}: {r.stderr.decode(errors='replace')[-3000:]}")
+    committed, aborted = [], []
+    for line in r.stdout.decode().splitlines():
+        tag, rest = line.split(" ", 1)
+        (aborted if tag == "A" else committed).append(rest)
+    return sorted(committed), sorted(aborted)
+
+
+def kcat_view(line):
+    """What kcat can show of a canonical line: its %h format cuts a header value at the first
+    NUL byte and prints a null value as the text NULL, so expected lines are mapped the same
+    way before they are compared with kcat's output. Everything else is compared exactly."""
+    head, hdrs = line.rsplit(" ", 1)
+    if hdrs == "-":
+        return line
+    parts = []
+    for item in hdrs.split(","):
+        k, v = item.split("=", 1)
+        if v == "null":
+            v = b"NULL".hex()
+        else:
+            raw = bytes.fromhex(v)
+            v = raw.split(b"\0", 1)[0].hex()
+        parts.append(f"{k}={v}")
+    return head + " " + ",".join(parts)
+
+
+def expected_for(client, lines):
+    """The expected sorted lines as `client` can print them."""
+    if client == "kcat":
+        return sorted(kcat_view(l) for l in lines)
+    return sorted(lines)
+
+
+def dump_log(files, deep=False, timeout_s=120):
+    """Kafka's own `kafka-dump-log.sh --files ...` (kafka.tools.DumpLogSegments); its stdout."""
+    args = ["--files", ",".join(files)]
+    if deep:
+        args.append("--deep-iteration")
+    r = broker.java("kafka.tools.DumpLogSegments", args, capture_output=True, timeout=timeout_s)
+    if r.returncode != 0:
+        raise ClientError(f"DumpLogSegments exited {r.returncode}: {r.stderr.decode(errors='replace')[-2000:]}")
+    return r.stdout.decode()
+
+
+def consumer_perf(bootstrap, topic, messages, timeout_s=600):
+    """Kafka's consumer perf tool (org.apache.kafka.tools.ConsumerPerformance); its stdout."""
+    args = ["--bootstrap-server", bootstrap, "--topic", topic, "--messages", str(messages),
+            "--timeout", str(timeout_s * 1000)]
+    r = broker.java("org.apache.kafka.tools.ConsumerPerformance", args, capture_output=True, timeout=timeout_s + 60)
+    if r.returncode != 0:
+        raise ClientError(f"ConsumerPerformance exited {r.returncode}: {r.stderr.decode(errors='replace')[-2000:]}")
+    return r.stdout.decode()

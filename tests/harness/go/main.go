@@ -1,0 +1,128 @@
+// Command franzconsume is the franz-go consumer of the test harness: it assigns every partition
+// of a topic from the start, reads up to the end offsets seen at start, and prints one canonical
+// line per record: "topic partition offset timestamp key-hex value-sha256 headers".
+//
+// Usage: franzconsume BOOTSTRAP TOPIC [read_committed|read_uncommitted] [TIMEOUT_S]
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func hexOrNull(b []byte) string {
+	if b == nil {
+		return "null"
+	}
+	return hex.EncodeToString(b)
+}
+
+func shaOrNull(b []byte) string {
+	if b == nil {
+		return "null"
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func main() {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: franzconsume BOOTSTRAP TOPIC [ISOLATION] [TIMEOUT_S]")
+		os.Exit(2)
+	}
+	bootstrap, topic := os.Args[1], os.Args[2]
+	isolation := kgo.ReadUncommitted()
+	if len(os.Args) > 3 && os.Args[3] == "read_committed" {
+		isolation = kgo.ReadCommitted()
+	}
+	timeout := 60 * time.Second
+	if len(os.Args) > 4 {
+		n, err := strconv.Atoi(os.Args[4])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bad timeout:", err)
+			os.Exit(2)
+		}
+		timeout = time.Duration(n) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	admin, err := kgo.NewClient(kgo.SeedBrokers(bootstrap))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "client:", err)
+		os.Exit(1)
+	}
+	adm := kadm.NewClient(admin)
+	var ends kadm.ListedOffsets
+	if isolation == kgo.ReadCommitted() {
+		ends, err = adm.ListCommittedOffsets(ctx, topic)
+	} else {
+		ends, err = adm.ListEndOffsets(ctx, topic)
+	}
+	if err != nil || ends.Error() != nil {
+		fmt.Fprintln(os.Stderr, "list end offsets:", err, ends.Error())
+		os.Exit(1)
+	}
+	admin.Close()
+
+	want := map[int32]int64{}
+	assign := map[string]map[int32]kgo.Offset{topic: {}}
+	ends.Each(func(o kadm.ListedOffset) {
+		want[o.Partition] = o.Offset
+		assign[topic][o.Partition] = kgo.NewOffset().AtStart()
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(isolation),
+		kgo.KeepControlRecords())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "client:", err)
+		os.Exit(1)
+	}
+	defer cl.Close()
+	pos := map[int32]int64{}
+	var out strings.Builder
+	done := func() bool {
+		for p, end := range want {
+			if pos[p] < end {
+				return false
+			}
+		}
+		return true
+	}
+	for !done() {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			fmt.Print(out.String())
+			fmt.Fprintln(os.Stderr, "timed out before reaching the end offsets", want, pos)
+			os.Exit(1)
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			fmt.Fprintf(os.Stderr, "fetch error %s/%d: %v\n", t, p, err)
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			pos[r.Partition] = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return // kept only so the position passes transaction markers
+			}
+			hs := make([]string, 0, len(r.Headers))
+			for _, h := range r.Headers {
+				hs = append(hs, hex.EncodeToString([]byte(h.Key))+"="+hexOrNull(h.Value))
+			}
+			h := "-"
+			if len(hs) > 0 {
+				h = strings.Join(hs, ",")
+			}
+			fmt.Fprintf(&out, "%s %d %d %d %s %s %s\n", r.Topic, r.Partition, r.Offset, r.Timestamp.UnixMilli(),
+				hexOrNull(r.Key), shaOrNull(r.Value), h)
+		})
+	}
+	fmt.Print(out.String())
+}

@@ -1,0 +1,43 @@
+package logferry.harness;
+
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.kafka.common.header.Header;
+import org.apache.kafka.common.header.Headers;
+
+/** The canonical record line every harness client prints:
+ *  {@code topic partition offset timestamp key-hex value-sha256 headers}.
+ *  A null key or value prints {@code null}; no headers print {@code -};
+ *  headers print as {@code keyhex=valuehex} joined by commas (null value: {@code keyhex=null}). */
+final class Canon {
+    private Canon() {}
+
+    static String hex(byte[] b) {
+        if (b == null) return "null";
+        StringBuilder s = new StringBuilder(b.length * 2);
+        for (byte x : b) s.append(String.format("%02x", x & 0xff));
+        return s.toString();
+    }
+
+    static String sha256(byte[] b) {
+        if (b == null) return "null";
+        try {
+            return hex(MessageDigest.getInstance("SHA-256").digest(b));
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    static String headers(Headers hs) {
+        List<String> parts = new ArrayList<>();
+        for (Header h : hs) parts.add(hex(h.key().getBytes(StandardCharsets.UTF_8)) + "=" + hex(h.value()));
+        return parts.isEmpty() ? "-" : String.join(",", parts);
+    }
+
+    static String line(String topic, int partition, long offset, long timestamp, byte[] key, byte[] value, Headers hs) {
+        return topic + " " + partition + " " + offset + " " + timestamp + " " + hex(key) + " " + sha256(value) + " " + headers(hs);
+    }
+}

@@ -1,0 +1,57 @@
+"""The kafka-python consumer of the harness (default settings): assigns every partition of a
+topic from the start, reads to the end offsets seen at start and prints one canonical line per
+record: "topic partition offset timestamp key-hex value-sha256 headers".
+
+Usage: python3 pyconsume.py BOOTSTRAP TOPIC [read_committed|read_uncommitted] [TIMEOUT_S]
+"""
+import hashlib
+import sys
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+
+def hex_or_null(b):
+    return "null" if b is None else b.hex()
+
+
+def sha_or_null(b):
+    return "null" if b is None else hashlib.sha256(b).hexdigest()
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit("usage: pyconsume.py BOOTSTRAP TOPIC [ISOLATION] [TIMEOUT_S]")
+    bootstrap, topic = sys.argv[1], sys.argv[2]
+    isolation = sys.argv[3] if len(sys.argv) > 3 else "read_uncommitted"
+    timeout_s = int(sys.argv[4]) if len(sys.argv) > 4 else 60
+    c = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation,
+                      enable_auto_commit=False, group_id=None)
+    deadline = time.monotonic() + timeout_s
+    parts = None
+    while parts is None and time.monotonic() < deadline:
+        parts = c.partitions_for_topic(topic)
+        if parts is None:
+            time.sleep(0.1)
+    if parts is None:
+        sys.exit(f"topic {topic} not found")
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    end = c.end_offsets(tps)
+    out = []
+    while any(c.position(tp) < end[tp] for tp in tps):
+        if time.monotonic() > deadline:
+            sys.stdout.write("".join(out))
+            sys.exit(f"timed out before reaching the end offsets {end}")
+        for tp, records in c.poll(timeout_ms=200).items():
+            for r in records:
+                hs = ",".join(k.encode().hex() + "=" + hex_or_null(v) for k, v in r.headers) or "-"
+                out.append(f"{r.topic} {r.partition} {r.offset} {r.timestamp} "
+                           f"{hex_or_null(r.key)} {sha_or_null(r.value)} {hs}\n")
+    sys.stdout.write("".join(out))
+    c.close()
+
+
+if __name__ == "__main__":
+    main()
