@@ -18,3 +18,6 @@
 
 pub mod cli;
 pub mod log;
+pub mod protocol;
+pub mod send;
+pub mod server;

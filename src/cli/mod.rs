@@ -5,6 +5,7 @@
 //! flag or path. Subcommands live in their own modules and return an [`ExitCode`].
 
 pub mod dump;
+pub mod serve;
 pub mod tail;
 pub mod verify;
 
@@ -28,9 +29,72 @@ pub struct Cli {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Command {
+    Serve(ServeArgs),
     Dump(DumpArgs),
     Tail(TailArgs),
     Verify(VerifyArgs),
+}
+
+/// Serve Kafka consumers from log directories: Metadata, ListOffsets, OffsetForLeaderEpoch and
+/// Fetch (records sent with sendfile, long polling). Read-only: writes are refused.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "serve")]
+pub struct ServeArgs {
+    /// a Kafka log directory to serve (repeat for several log.dirs entries)
+    #[argh(option)]
+    pub log_dir: Vec<PathBuf>,
+
+    /// address to listen on, HOST:PORT (default 127.0.0.1:9192)
+    #[argh(option, default = "String::from(\"127.0.0.1:9192\")")]
+    pub listen: String,
+
+    /// address clients are told to connect to, HOST:PORT (default: the --listen address)
+    #[argh(option)]
+    pub advertised_listener: Option<String>,
+
+    /// node id to present (default: node.id from meta.properties, else 0)
+    #[argh(option)]
+    pub node_id: Option<i32>,
+
+    /// what consumers may see: log-end (every complete batch), checkpoint (up to the broker's
+    /// replication-offset-checkpoint high watermark) or auto (checkpoint when the log dir has one,
+    /// else log-end; the default)
+    #[argh(option, default = "String::from(\"auto\")")]
+    pub visibility: String,
+
+    /// most connections open at once; more wait in the listen backlog (default 10000)
+    #[argh(option, default = "10_000")]
+    pub connections_max: usize,
+
+    /// largest request accepted, in bytes; a larger declared size closes the connection
+    /// (default 8388608)
+    #[argh(option, default = "8 << 20")]
+    pub request_bytes_max: u32,
+
+    /// largest Fetch response, in bytes (the client's max_bytes when smaller; default 57671680)
+    #[argh(option, default = "57_671_680")]
+    pub response_bytes_max: u64,
+
+    /// longest a Fetch may wait for data, in milliseconds (the client's max_wait_ms when
+    /// smaller; default 30000)
+    #[argh(option, default = "30_000")]
+    pub fetch_wait_ms_max: u64,
+
+    /// most partitions in one request (default 20000)
+    #[argh(option, default = "20_000")]
+    pub partitions_per_request_max: usize,
+
+    /// close connections idle this long, in milliseconds (default 600000)
+    #[argh(option, default = "600_000")]
+    pub idle_timeout_ms: u64,
+
+    /// most .log files kept open by the log model (default 4096)
+    #[argh(option, default = "crate::log::SEGMENTS_OPEN_MAX_DEFAULT")]
+    pub segments_open_max: usize,
+
+    /// period of the full rescan behind inotify, in milliseconds (default 5000)
+    #[argh(option, default = "crate::log::tailer::RESCAN_INTERVAL_MS_DEFAULT")]
+    pub rescan_ms: u64,
 }
 
 /// Print .log, .index, .timeindex and .txnindex files the way Kafka's kafka-dump-log.sh
@@ -123,6 +187,7 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     init_logging();
     match cli.command {
+        Some(Command::Serve(a)) => serve::run(&a),
         Some(Command::Dump(a)) => dump::run(&a),
         Some(Command::Tail(a)) => tail::run(&a),
         Some(Command::Verify(a)) => verify::run(&a),

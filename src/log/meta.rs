@@ -395,3 +395,85 @@ mod tests {
         assert_eq!(segment_file_name(1234, "log"), "00000000000000001234.log");
     }
 }
+
+/// One producer of a `<offset>.snapshot` file (`ProducerSnapshot.json`, version 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_offset: i64,
+    pub offset_delta: i32,
+    pub timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's open transaction, −1 when none is open.
+    pub current_txn_first_offset: i64,
+}
+
+/// Producer snapshot bytes: `version i16 (1) | crc u32 (CRC-32C of what follows) | count i32 |
+/// count × 46-byte entries`.
+pub fn parse_producer_snapshot(b: &[u8]) -> Result<Vec<ProducerEntry>, FormatError> {
+    const ENTRY: usize = 46;
+    if b.len() < 10 {
+        return Err(err(0, "shorter than its header"));
+    }
+    let version = i16::from_be_bytes([b[0], b[1]]);
+    if version != 1 {
+        return Err(err(0, format!("unsupported version {version}")));
+    }
+    let crc = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
+    if crc32c::crc32c(&b[6..]) != crc {
+        return Err(err(0, "crc mismatch"));
+    }
+    let count = i32::from_be_bytes([b[6], b[7], b[8], b[9]]);
+    if count < 0 || b.len() != 10 + count as usize * ENTRY {
+        return Err(err(0, format!("{count} entries do not fill {} bytes", b.len())));
+    }
+    let i64_at = |e: &[u8], at: usize| i64::from_be_bytes(e[at..at + 8].try_into().unwrap_or([0; 8]));
+    let i32_at = |e: &[u8], at: usize| i32::from_be_bytes(e[at..at + 4].try_into().unwrap_or([0; 4]));
+    Ok(b[10..]
+        .chunks_exact(ENTRY)
+        .map(|e| ProducerEntry {
+            producer_id: i64_at(e, 0),
+            epoch: i16::from_be_bytes([e[8], e[9]]),
+            last_sequence: i32_at(e, 10),
+            last_offset: i64_at(e, 14),
+            offset_delta: i32_at(e, 22),
+            timestamp: i64_at(e, 26),
+            coordinator_epoch: i32_at(e, 34),
+            current_txn_first_offset: i64_at(e, 38),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    #[test]
+    fn golden_producer_snapshot() {
+        let mut entry = Vec::new();
+        entry.extend_from_slice(&42i64.to_be_bytes());
+        entry.extend_from_slice(&3i16.to_be_bytes());
+        entry.extend_from_slice(&9i32.to_be_bytes());
+        entry.extend_from_slice(&100i64.to_be_bytes());
+        entry.extend_from_slice(&2i32.to_be_bytes());
+        entry.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+        entry.extend_from_slice(&0i32.to_be_bytes());
+        entry.extend_from_slice(&95i64.to_be_bytes());
+        let mut body = 1i32.to_be_bytes().to_vec();
+        body.extend(entry);
+        let mut b = 1i16.to_be_bytes().to_vec();
+        b.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        b.extend(body);
+        let e = parse_producer_snapshot(&b).unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].producer_id, 42);
+        assert_eq!(e[0].last_offset, 100);
+        assert_eq!(e[0].current_txn_first_offset, 95);
+        let n = b.len();
+        b[n - 1] ^= 1;
+        assert!(parse_producer_snapshot(&b).is_err());
+        assert!(parse_producer_snapshot(&b[..5]).is_err());
+    }
+}

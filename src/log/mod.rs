@@ -204,6 +204,8 @@ pub struct Segment {
     mapped_index: Option<Rc<OffsetIndex>>,
     /// True while this is the last (active) segment of its partition.
     active: bool,
+    /// Byte ranges known to hold only complete, CRC-valid batches (start → end).
+    validated: BTreeMap<u64, u64>,
 }
 
 impl Segment {
@@ -294,6 +296,15 @@ pub struct Partition {
     pub log_start_checkpoint: Option<i64>,
     /// From the log dir's `replication-offset-checkpoint`, when listed.
     pub high_watermark_checkpoint: Option<i64>,
+    /// Open transactions, derived from batch headers (see [`Partition::first_open_txn_offset`]).
+    txn: Option<TxnTracker>,
+}
+
+/// Producers with an open transaction, as of `next_offset`.
+#[derive(Clone, Debug, Default)]
+struct TxnTracker {
+    next_offset: i64,
+    open: HashMap<i64, i64>,
 }
 
 /// Files found in one listing of a partition directory.
@@ -363,6 +374,7 @@ impl Partition {
             leader_epochs: Vec::new(),
             log_start_checkpoint: None,
             high_watermark_checkpoint: None,
+            txn: None,
         };
         p.reload_leader_epochs();
         let events = p.refresh(cache)?;
@@ -428,8 +440,10 @@ impl Partition {
             match self.segments.get_mut(&base) {
                 Some(s) if s.id == id => {
                     if len < s.len || s.scanned.is_some_and(|x| len < x.end_position) {
-                        // Shrunk in place: truncation. Walk it again from the start.
+                        // Shrunk in place: truncation. Walk it again from the start; what was
+                        // validated past the new end may be rewritten.
                         s.scanned = None;
+                        s.validated.clear();
                     }
                     s.len = len;
                 }
@@ -448,6 +462,7 @@ impl Partition {
                             scanned: None,
                             mapped_index: None,
                             active: false,
+                            validated: BTreeMap::new(),
                         },
                     );
                     events.push(LogEvent::SegmentAdded { tp: tp.clone(), base_offset: base });
@@ -466,6 +481,14 @@ impl Partition {
             self.ensure_scanned(last, cache)?;
         }
         let after_end = self.log_end_offset();
+        if after_end < before_end
+            || events
+                .iter()
+                .any(|e| matches!(e, LogEvent::SegmentRemoved { base_offset, .. } if Some(*base_offset) == last))
+        {
+            // Truncated or the active segment replaced: transaction state is rebuilt on demand.
+            self.txn = None;
+        }
         if after_end > before_end {
             events.push(LogEvent::Advanced { tp: tp.clone(), end_offset: after_end });
         } else if after_end < before_end {
@@ -496,6 +519,7 @@ impl Partition {
                 }
             }
         };
+        let walk_start = state.end_position;
         if state.end_position < len || state.stopped.is_some() {
             let mut scanner = Scanner::new(&*file, state.end_position, len, true);
             state.stopped = None;
@@ -526,10 +550,45 @@ impl Partition {
             // The walk started from an index hint; read the first batch once for its offset.
             state.first_offset = scan::batch_at(&*file, 0, len, false).map(|h| h.base_offset);
         }
-        let seg = self.segments.get_mut(&base).expect("segment present above");
+        let Some(seg) = self.segments.get_mut(&base) else { return Ok(None) };
         seg.len = len;
         seg.scanned = Some(state);
+        if state.end_position > walk_start {
+            insert_range(&mut seg.validated, walk_start, state.end_position);
+        }
         Ok(Some(state))
+    }
+
+    /// Makes sure the batches of segment `base` from `start` (a batch start) through the batch
+    /// holding byte `end - 1` are complete and CRC-valid, reading each batch once per process
+    /// lifetime. Returns the position up to which that holds: ≥ `end` when all is well, else the
+    /// start of the first bad batch.
+    pub fn validate(&mut self, base: i64, start: u64, end: u64, cache: &mut FileCache) -> Result<u64, LogError> {
+        let Some(seg) = self.segments.get(&base) else { return Ok(start) };
+        if let Some((_, &e)) = seg.validated.range(..=start).next_back() {
+            if e >= end {
+                return Ok(e);
+            }
+        }
+        let Some(file) = cache.open(&seg.log_path, seg.id).map_err(|e| LogError::io(&seg.log_path, e))? else {
+            return Ok(start);
+        };
+        let len = file.len().map_err(|e| LogError::io(&seg.log_path, e))?;
+        let mut scanner = Scanner::new(&*file, start, len, true);
+        let mut pos = start;
+        while pos < end {
+            match scanner.step() {
+                Step::Batch { position, header } => pos = position + header.size(),
+                Step::End(ScanEnd::Io { error, .. }) => return Err(LogError::io(&seg.log_path, error)),
+                Step::End(_) => break,
+            }
+        }
+        if pos > start {
+            if let Some(seg) = self.segments.get_mut(&base) {
+                insert_range(&mut seg.validated, start, pos);
+            }
+        }
+        Ok(pos)
     }
 
     /// The segment that may hold `offset`: the last one whose base offset is ≤ `offset`.
@@ -587,6 +646,79 @@ impl Partition {
         Ok(None)
     }
 
+    /// The first offset of the earliest transaction still open at the exposed end, if any: the
+    /// last stable offset is the smaller of this and the high watermark. The broker keeps this
+    /// in memory only; here it is derived from the newest producer snapshot (`<offset>.snapshot`,
+    /// whose entries carry each producer's open-transaction start) plus the batch headers after
+    /// it: a transactional data batch opens its producer's transaction, a control batch (commit
+    /// or abort marker) closes it. Updated incrementally as the log grows.
+    pub fn first_open_txn_offset(&mut self, cache: &mut FileCache) -> Result<Option<i64>, LogError> {
+        let end = self.log_end_offset();
+        let mut t = match self.txn.take() {
+            Some(t) if t.next_offset <= end => t,
+            _ => self.txn_from_snapshot(end),
+        };
+        while t.next_offset < end {
+            let Some(loc) = self.find(t.next_offset, cache)? else { break };
+            let seg_base = loc.segment_base;
+            let mut scanner = Scanner::new(&*loc.file, loc.position, loc.segment_end, false);
+            while let Step::Batch { header, .. } = scanner.step() {
+                if header.is_transactional() {
+                    if header.is_control() {
+                        t.open.remove(&header.producer_id);
+                    } else {
+                        t.open.entry(header.producer_id).or_insert(header.base_offset);
+                    }
+                }
+                t.next_offset = header.next_offset();
+            }
+            // Continue in the next segment (its base offset may be past a gap).
+            if let Some((next_base, _)) = self.segments.range(seg_base + 1..).next() {
+                t.next_offset = t.next_offset.max(*next_base);
+            } else {
+                break;
+            }
+        }
+        let first = t.open.values().min().copied();
+        self.txn = Some(t);
+        Ok(first)
+    }
+
+    /// Transaction state from the newest snapshot at or below `end`, or empty from log start.
+    fn txn_from_snapshot(&self, end: i64) -> TxnTracker {
+        let mut best: Option<(i64, PathBuf)> = None;
+        if let Ok(rd) = fs::read_dir(&self.dir) {
+            for entry in rd.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if let Some((offset, SegmentFileKind::Snapshot, SegmentFileState::Live)) =
+                    meta::parse_segment_file(name)
+                {
+                    if offset <= end && best.as_ref().is_none_or(|(b, _)| offset > *b) {
+                        best = Some((offset, entry.path()));
+                    }
+                }
+            }
+        }
+        if let Some((offset, path)) = best {
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| meta::parse_producer_snapshot(&b).map_err(|e| e.to_string()))
+            {
+                Ok(entries) => {
+                    let open = entries
+                        .iter()
+                        .filter(|e| e.current_txn_first_offset >= 0)
+                        .map(|e| (e.producer_id, e.current_txn_first_offset))
+                        .collect();
+                    return TxnTracker { next_offset: offset.max(self.log_start_offset()), open };
+                }
+                Err(e) => log::warn!("{}: {e}; deriving transactions from the whole log", path.display()),
+            }
+        }
+        TxnTracker { next_offset: self.log_start_offset(), open: HashMap::new() }
+    }
+
     /// Aborted transactions overlapping `[fetch_offset, upper_bound_offset)`, from the `.txnindex`
     /// of the segment holding `fetch_offset` and every later one (a transaction can start in an
     /// earlier segment than its marker). Same rule as the broker's `collectAbortedTxns`.
@@ -620,6 +752,17 @@ impl Partition {
         }
         Ok(out)
     }
+}
+
+/// Adds `[start, end)` to a set of disjoint ranges, merging overlapping and touching ones.
+fn insert_range(set: &mut BTreeMap<u64, u64>, mut start: u64, mut end: u64) {
+    let touching: Vec<(u64, u64)> = set.range(..=end).filter(|(_, &e)| e >= start).map(|(&s, &e)| (s, e)).collect();
+    for (s, e) in touching {
+        set.remove(&s);
+        start = start.min(s);
+        end = end.max(e);
+    }
+    set.insert(start, end);
 }
 
 /// Where to start walking a segment never walked before: its last offset-index entry that is

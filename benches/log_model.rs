@@ -1,0 +1,132 @@
+//! Benchmark (not a test): the cost of the log model on a large directory.
+//!
+//! 1. Opening a log dir with 1,000 partitions of 10 segments each (first open, cold model; the
+//!    files are in the page cache after they were written).
+//! 2. The tailer's cost per appended batch: append one batch to one partition's active segment,
+//!    refresh that partition (what an inotify event triggers), repeated.
+//! 3. For scale, the raw cost of the syscalls a refresh needs at minimum (listing the partition
+//!    directory and a stat of the active segment).
+//!
+//! Run: `cargo bench --bench log_model` (prints one line per measurement).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use logferry::log::{LogView, TopicPartition};
+
+const PARTITIONS: usize = 1000;
+const SEGMENTS: i64 = 10;
+const BATCHES_PER_SEGMENT: i64 = 20;
+
+fn batch(base_offset: i64, payload: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(61 + payload + 8);
+    b.extend_from_slice(&base_offset.to_be_bytes());
+    let mut record = vec![0u8, 0, 0, 1];
+    let mut v = ((payload as i64) << 1) as u64;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            record.push(byte);
+            break;
+        }
+        record.push(byte | 0x80);
+    }
+    record.extend(std::iter::repeat_n(b'x', payload));
+    record.push(0);
+    let mut records = Vec::new();
+    let mut len = (record.len() as u64) << 1;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            records.push(byte);
+            break;
+        }
+        records.push(byte | 0x80);
+    }
+    records.extend(record);
+    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend(records);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn build(root: &Path) {
+    for p in 0..PARTITIONS {
+        let dir = root.join(format!("bench-{p}"));
+        fs::create_dir_all(&dir).unwrap();
+        for s in 0..SEGMENTS {
+            let base = s * BATCHES_PER_SEGMENT;
+            let mut f = File::create(dir.join(format!("{base:020}.log"))).unwrap();
+            let mut idx = Vec::new();
+            let mut pos = 0u32;
+            for i in 0..BATCHES_PER_SEGMENT {
+                let b = batch(base + i, 200);
+                if pos > 0 {
+                    idx.extend_from_slice(&(i as u32).to_be_bytes());
+                    idx.extend_from_slice(&pos.to_be_bytes());
+                }
+                pos += b.len() as u32;
+                f.write_all(&b).unwrap();
+            }
+            fs::write(dir.join(format!("{base:020}.index")), &idx).unwrap();
+        }
+    }
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    build(tmp.path());
+    eprintln!("built {PARTITIONS} partitions x {SEGMENTS} segments in {:?}", t.elapsed());
+
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let view = LogView::open(&[tmp.path().to_path_buf()], 4096).unwrap();
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(view.partitions.len(), PARTITIONS);
+        best = best.min(ms);
+    }
+    println!("open: {PARTITIONS} partitions x {SEGMENTS} segments: best of 3 = {best:.1} ms");
+
+    let mut view = LogView::open(&[tmp.path().to_path_buf()], 4096).unwrap();
+    let tp = TopicPartition { topic: "bench".into(), partition: 7 };
+    let active = tmp.path().join("bench-7").join(format!("{:020}.log", (SEGMENTS - 1) * BATCHES_PER_SEGMENT));
+    let mut f = OpenOptions::new().append(true).open(&active).unwrap();
+    let first = SEGMENTS * BATCHES_PER_SEGMENT;
+    let rounds = 20_000;
+    let t = Instant::now();
+    for next in first..first + i64::from(rounds) {
+        f.write_all(&batch(next, 200)).unwrap();
+        let events = view.refresh(&tp).unwrap();
+        assert_eq!(events.len(), 1);
+    }
+    let per = t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    println!("tailer: append + refresh per batch (261-byte batch, CRC checked) = {per:.1} us");
+
+    let dir = tmp.path().join("bench-7");
+    let t = Instant::now();
+    for _ in 0..rounds {
+        let n = fs::read_dir(&dir).unwrap().count();
+        assert!(n > 0);
+        fs::metadata(&active).unwrap();
+    }
+    let floor = t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    println!("baseline: read_dir + stat of the same partition = {floor:.1} us (ratio {:.2})", per / floor);
+}

@@ -1,0 +1,123 @@
+//! `logferry serve`: builds the log view, the tailer and the server from flags, prints one
+//! start-up line and runs the loop until SIGTERM/SIGINT.
+//!
+//! Owns flag validation (a bad flag or an unusable directory is a non-zero exit with a message
+//! naming it) and the defaults: listen on loopback port 9192 (not the broker's 9092), advertise
+//! the listen address, visibility `auto` (the broker's high-watermark checkpoint when a log dir
+//! has one, else the log end).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::log::tailer::Tailer;
+use crate::log::LogView;
+use crate::protocol::{ServeConfig, Visibility};
+use crate::server::{Limits, Server};
+
+use super::ServeArgs;
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("logferry serve: {msg}");
+    ExitCode::from(2)
+}
+
+/// Splits `HOST:PORT` (an IPv6 host in brackets).
+fn host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+pub fn run(args: &ServeArgs) -> ExitCode {
+    if args.log_dir.is_empty() {
+        return fail("at least one --log-dir is required");
+    }
+    let Some((_, _)) = host_port(&args.listen) else {
+        return fail(format!("--listen {:?} is not HOST:PORT", args.listen));
+    };
+    let listen: SocketAddr = match args.listen.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        _ => return fail(format!("--listen {:?} does not resolve to an address", args.listen)),
+    };
+    let advertised = args.advertised_listener.clone().unwrap_or_else(|| args.listen.clone());
+    let Some((adv_host, adv_port)) = host_port(&advertised) else {
+        return fail(format!("--advertised-listener {advertised:?} is not HOST:PORT"));
+    };
+    let visibility = match args.visibility.as_str() {
+        "log-end" => Visibility::LogEnd,
+        "checkpoint" => Visibility::Checkpoint,
+        "auto" => {
+            if args.log_dir.iter().any(|d| Path::new(d).join("replication-offset-checkpoint").exists()) {
+                Visibility::Checkpoint
+            } else {
+                Visibility::LogEnd
+            }
+        }
+        other => return fail(format!("--visibility {other:?} must be log-end, checkpoint or auto")),
+    };
+    for (name, v) in [
+        ("--connections-max", args.connections_max as u64),
+        ("--request-bytes-max", u64::from(args.request_bytes_max)),
+        ("--segments-open-max", args.segments_open_max as u64),
+    ] {
+        if v == 0 {
+            return fail(format!("{name} must be at least 1"));
+        }
+    }
+    let view = match LogView::open(&args.log_dir, args.segments_open_max) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let cluster_id = view.cluster_id().map(str::to_string).unwrap_or_else(|| "logferry".to_string());
+    let node_id = args.node_id.or(view.node_id()).unwrap_or(0);
+    let tailer = Tailer::new(view, true, args.rescan_ms, Instant::now());
+    let config = ServeConfig {
+        node_id,
+        advertised_host: adv_host,
+        advertised_port: i32::from(adv_port),
+        cluster_id,
+        visibility,
+        fetch_wait_ms_max: args.fetch_wait_ms_max,
+        response_bytes_max: args.response_bytes_max,
+        partitions_per_request_max: args.partitions_per_request_max,
+    };
+    let limits = Limits {
+        connections_max: args.connections_max,
+        request_bytes_max: args.request_bytes_max,
+        idle_timeout_ms: args.idle_timeout_ms,
+        ..Limits::default()
+    };
+    let mut server = match Server::bind(listen, tailer, config.clone(), limits) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
+    };
+    let local = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| args.listen.clone());
+    let dirs: Vec<String> = args.log_dir.iter().map(|d| d.display().to_string()).collect();
+    log::info!(
+        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}",
+        env!("CARGO_PKG_VERSION"),
+        config.advertised_host,
+        config.advertised_port,
+        config.node_id,
+        config.cluster_id,
+        dirs.join(","),
+        server.partition_count(),
+        match visibility {
+            Visibility::LogEnd => "log-end",
+            Visibility::Checkpoint => "checkpoint",
+        }
+    );
+    match server.run() {
+        Ok(_) => {
+            log::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("event loop failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Fetch (key 1, v4–18): consumers reading records, answered straight from segment files.
+//!
+//! Owns the per-partition read rules of the broker (`docs/kafka-format.md` §5: epoch check, range
+//! check, the batch containing the fetch offset, one segment per partition, the HW/LSO bound,
+//! KIP-74 limits both ways, aborted transactions for `read_committed`), long polling (a fetch with
+//! fewer than `min_bytes` available parks until data arrives or its wait expires), and the
+//! response framing. Fetch sessions (KIP-227) are declined: every response has SessionId 0 and
+//! lists every requested partition, which the Java client accepts as "sessionless".
+//!
+//! Records are never copied or decoded: each partition's record bytes are a file range in the
+//! [`WritePlan`], sent with `sendfile`. Before a range is planned, every batch in it is checked
+//! to be complete and CRC-valid once per process lifetime (product rule 2; see
+//! [`Partition::validate`]). Response layout, memory (M) and file (F) parts:
+//!
+//! ```text
+//! M  size i32 | correlation_id i32 | [header tags 0x00, v12+]
+//! M  throttle_time_ms i32 | [error_code i16 | session_id i32, v7+]
+//! M  topics: count (i32, or uvarint n+1 from v12)
+//!      M  topic: name (i16 string; compact string in v12) or topic id (16 bytes, v13+)
+//!      M  partitions: count
+//!           M  partition_index i32 | error_code i16 | high_watermark i64 | last_stable_offset i64
+//!              | log_start_offset i64 (v5+) | aborted_transactions (nullable array of
+//!              {producer_id i64, first_offset i64 [, tags 0x00 v12+]}) | preferred_read_replica
+//!              i32 (v11+) | records length (i32, or uvarint n+1 from v12)
+//!           F  records: the bytes of the segment file, sendfile
+//!           M  [partition tags 0x00, v12+]
+//!      M  [topic tags 0x00, v12+]
+//! M  [top-level tags 0x00, v12+]
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::FetchRequest;
+
+use super::{epoch_error, error_code, metadata, Context, Outcome, RequestMeta};
+use crate::log::meta::Uuid;
+use crate::log::TopicPartition;
+use crate::send::WritePlan;
+
+/// A fetch waiting for data.
+#[derive(Debug)]
+pub struct Parked {
+    pub meta: RequestMeta,
+    pub req: FetchRequest,
+    pub deadline: Instant,
+    /// Bytes that were available when it parked (it wakes when more than `min_bytes` are).
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// One partition's answer.
+#[derive(Debug, Clone)]
+pub struct PartitionAnswer {
+    pub partition_index: i32,
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    /// `None` for read_uncommitted; (producer id, first offset) pairs otherwise.
+    pub aborted: Option<Vec<(i64, i64)>>,
+    /// (file, position, length) of the record bytes; `None` = empty records.
+    pub records: Option<(Rc<File>, u64, u64)>,
+}
+
+impl PartitionAnswer {
+    fn error(partition_index: i32, code: i16) -> Self {
+        PartitionAnswer {
+            partition_index,
+            error_code: code,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            aborted: None,
+            records: None,
+        }
+    }
+
+    fn record_bytes(&self) -> u64 {
+        self.records.as_ref().map_or(0, |r| r.2)
+    }
+}
+
+/// One topic's answers, named as the request named it.
+#[derive(Debug, Clone)]
+pub struct TopicAnswer {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: Vec<PartitionAnswer>,
+}
+
+/// The whole answer, before framing.
+#[derive(Debug, Clone, Default)]
+pub struct FetchAnswer {
+    pub error_code: i16,
+    pub topics: Vec<TopicAnswer>,
+    pub bytes: u64,
+    /// Some partition had an error: answer now, do not park.
+    pub any_error: bool,
+}
+
+pub fn handle(meta: RequestMeta, req: FetchRequest, ctx: &mut Context<'_>, now: Instant) -> Outcome {
+    let count: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
+    if count > ctx.config.partitions_per_request_max {
+        return Outcome::Close(format!("Fetch for {count} partitions exceeds partitions_per_request_max"));
+    }
+    if req.replica_id.0 >= 0 || (meta.api_version >= 15 && req.replica_state.replica_id.0 >= 0) {
+        return Outcome::Close("Fetch from a follower replica: logferry serves consumers only".into());
+    }
+    let answer = plan(&meta, &req, ctx);
+    let wait_ms = u64::try_from(req.max_wait_ms).unwrap_or(0).min(ctx.config.fetch_wait_ms_max);
+    if answer.any_error
+        || wait_ms == 0
+        || count == 0
+        || answer.bytes >= u64::try_from(req.min_bytes.max(0)).unwrap_or(0)
+    {
+        return Outcome::Respond(encode(&meta, &answer));
+    }
+    let partitions = requested_partitions(&req, ctx);
+    Outcome::Park(Box::new(Parked { meta, req, deadline: now + Duration::from_millis(wait_ms), partitions }))
+}
+
+/// Re-plans a parked fetch: `Some` when it should be answered now (enough data, or its time is up).
+pub fn retry(parked: &Parked, ctx: &mut Context<'_>, now: Instant) -> Option<WritePlan> {
+    let answer = plan(&parked.meta, &parked.req, ctx);
+    let enough = answer.bytes >= u64::try_from(parked.req.min_bytes.max(0)).unwrap_or(0);
+    (enough || answer.any_error || now >= parked.deadline).then(|| encode(&parked.meta, &answer))
+}
+
+fn topic_name_of(
+    meta: &RequestMeta,
+    t: &kafka_protocol::messages::fetch_request::FetchTopic,
+    ids: &BTreeMap<uuid::Uuid, String>,
+) -> Option<String> {
+    if meta.api_version >= 13 {
+        ids.get(&t.topic_id).cloned()
+    } else {
+        Some(t.topic.0.to_string())
+    }
+}
+
+fn topic_ids(ctx: &Context<'_>) -> BTreeMap<uuid::Uuid, String> {
+    metadata::topics(ctx).into_iter().map(|(name, (id, _))| (metadata::topic_uuid(&id), name)).collect()
+}
+
+fn requested_partitions(req: &FetchRequest, ctx: &Context<'_>) -> Vec<TopicPartition> {
+    let ids = topic_ids(ctx);
+    let mut out = Vec::new();
+    for t in &req.topics {
+        let name = if t.topic.0.is_empty() { ids.get(&t.topic_id).cloned() } else { Some(t.topic.0.to_string()) };
+        if let Some(name) = name {
+            for p in &t.partitions {
+                out.push(TopicPartition { topic: name.clone(), partition: p.partition });
+            }
+        }
+    }
+    out
+}
+
+/// Reads every requested partition under the request's limits.
+pub fn plan(meta: &RequestMeta, req: &FetchRequest, ctx: &mut Context<'_>) -> FetchAnswer {
+    let version = meta.api_version;
+    let mut answer = FetchAnswer::default();
+    if version >= 7 && req.session_id != 0 {
+        // We never hand out sessions, so an incremental fetch names one we do not know.
+        answer.error_code = FETCH_SESSION_ID_NOT_FOUND;
+        answer.any_error = true;
+        return answer;
+    }
+    let read_committed = req.isolation_level == 1;
+    let mut limit = u64::try_from(req.max_bytes.max(0)).unwrap_or(0).min(ctx.config.response_bytes_max);
+    let mut min_one_message = true;
+    let ids = if version >= 13 { topic_ids(ctx) } else { BTreeMap::new() };
+    for t in &req.topics {
+        let name = topic_name_of(meta, t, &ids);
+        let mut topic = TopicAnswer {
+            name: t.topic.0.to_string(),
+            topic_id: *t.topic_id.as_bytes(),
+            partitions: Vec::with_capacity(t.partitions.len()),
+        };
+        for p in &t.partitions {
+            let Some(name) = name.as_ref() else {
+                topic.partitions.push(PartitionAnswer::error(p.partition, error_code::UNKNOWN_TOPIC_ID));
+                answer.any_error = true;
+                continue;
+            };
+            let tp = TopicPartition { topic: name.clone(), partition: p.partition };
+            let partition_limit = u64::try_from(p.partition_max_bytes.max(0)).unwrap_or(0).min(limit);
+            let a = read_partition(ctx, &tp, p, read_committed, partition_limit, min_one_message);
+            if a.error_code != error_code::NONE {
+                answer.any_error = true;
+            }
+            let n = a.record_bytes();
+            if n > 0 {
+                min_one_message = false;
+                limit = limit.saturating_sub(n);
+                answer.bytes += n;
+            }
+            topic.partitions.push(a);
+        }
+        answer.topics.push(topic);
+    }
+    answer
+}
+
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+
+fn read_partition(
+    ctx: &mut Context<'_>,
+    tp: &TopicPartition,
+    p: &kafka_protocol::messages::fetch_request::FetchPartition,
+    read_committed: bool,
+    limit: u64,
+    min_one_message: bool,
+) -> PartitionAnswer {
+    let b = match ctx.bounds(tp) {
+        Ok(Some(b)) => b,
+        Ok(None) => return PartitionAnswer::error(p.partition, error_code::UNKNOWN_TOPIC_OR_PARTITION),
+        Err(e) => {
+            log::error!("Fetch {tp}: {e}");
+            return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);
+        }
+    };
+    if let Some(code) = epoch_error(p.current_leader_epoch, b.leader_epoch) {
+        return PartitionAnswer::error(p.partition, code);
+    }
+    let mut a = PartitionAnswer {
+        partition_index: p.partition,
+        error_code: error_code::NONE,
+        high_watermark: b.high_watermark,
+        last_stable_offset: b.last_stable,
+        log_start_offset: b.log_start,
+        aborted: read_committed.then(Vec::new),
+        records: None,
+    };
+    let offset = p.fetch_offset;
+    if offset < b.log_start || offset > b.log_end {
+        return PartitionAnswer::error(p.partition, error_code::OFFSET_OUT_OF_RANGE);
+    }
+    let bound = if read_committed { b.last_stable } else { b.high_watermark };
+    if offset >= bound {
+        return a;
+    }
+    let view = &mut *ctx.view;
+    let Some(part) = view.partitions.get_mut(tp) else { return a };
+    let loc = match part.find(offset, &mut view.cache) {
+        Ok(Some(loc)) => loc,
+        Ok(None) => return a,
+        Err(e) => {
+            log::error!("Fetch {tp} at {offset}: {e}");
+            return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);
+        }
+    };
+    if loc.header.base_offset >= bound {
+        return a;
+    }
+    // Upper position: where the batch at the bound starts when it is in this segment.
+    let max_position = match part.find(bound, &mut view.cache) {
+        Ok(Some(at)) if at.segment_base == loc.segment_base => at.position,
+        _ => loc.segment_end,
+    };
+    let first_batch = loc.header.size();
+    if !min_one_message && first_batch > limit {
+        return a;
+    }
+    let adjusted = if min_one_message { limit.max(first_batch) } else { limit };
+    let mut len = (max_position.saturating_sub(loc.position)).min(adjusted);
+    if len == 0 {
+        return a;
+    }
+    match part.validate(loc.segment_base, loc.position, loc.position + len, &mut view.cache) {
+        Ok(valid_end) if valid_end <= loc.position => {
+            log::error!("Fetch {tp}: corrupt batch at position {} of segment {}", loc.position, loc.segment_base);
+            return PartitionAnswer::error(p.partition, error_code::CORRUPT_MESSAGE);
+        }
+        Ok(valid_end) => len = len.min(valid_end - loc.position),
+        Err(e) => {
+            log::error!("Fetch {tp}: {e}");
+            return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);
+        }
+    }
+    if read_committed {
+        match part.aborted_transactions(offset, bound) {
+            Ok(list) => a.aborted = Some(list.iter().map(|t| (t.producer_id, t.first_offset)).collect()),
+            Err(e) => {
+                log::error!("Fetch {tp}: {e}");
+                return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);
+            }
+        }
+    }
+    a.records = Some((loc.file, loc.position, len));
+    a
+}
+
+fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+fn put_len(buf: &mut BytesMut, n: usize, flexible: bool) {
+    if flexible {
+        put_uvarint(buf, n as u64 + 1);
+    } else {
+        buf.put_i32(n as i32);
+    }
+}
+
+enum Part {
+    Mem(BytesMut),
+    File(Rc<File>, u64, u64),
+}
+
+/// Frames a whole Fetch response. All lengths are computed before anything is sent.
+pub fn encode(meta: &RequestMeta, answer: &FetchAnswer) -> WritePlan {
+    let v = meta.api_version;
+    let flexible = v >= 12;
+    let mut parts: Vec<Part> = Vec::new();
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0); // frame size, patched below
+    buf.put_i32(meta.correlation_id);
+    if flexible {
+        buf.put_u8(0);
+    }
+    buf.put_i32(0); // throttle_time_ms
+    if v >= 7 {
+        buf.put_i16(answer.error_code);
+        buf.put_i32(0); // session id: sessions declined
+    }
+    put_len(&mut buf, answer.topics.len(), flexible);
+    for t in &answer.topics {
+        if v >= 13 {
+            buf.put_slice(&t.topic_id);
+        } else if flexible {
+            put_uvarint(&mut buf, t.name.len() as u64 + 1);
+            buf.put_slice(t.name.as_bytes());
+        } else {
+            buf.put_i16(t.name.len() as i16);
+            buf.put_slice(t.name.as_bytes());
+        }
+        put_len(&mut buf, t.partitions.len(), flexible);
+        for p in &t.partitions {
+            buf.put_i32(p.partition_index);
+            buf.put_i16(p.error_code);
+            buf.put_i64(p.high_watermark);
+            buf.put_i64(p.last_stable_offset);
+            if v >= 5 {
+                buf.put_i64(p.log_start_offset);
+            }
+            match &p.aborted {
+                None if flexible => put_uvarint(&mut buf, 0),
+                None => buf.put_i32(-1),
+                Some(list) => {
+                    put_len(&mut buf, list.len(), flexible);
+                    for &(pid, first) in list {
+                        buf.put_i64(pid);
+                        buf.put_i64(first);
+                        if flexible {
+                            buf.put_u8(0);
+                        }
+                    }
+                }
+            }
+            if v >= 11 {
+                buf.put_i32(-1); // preferred read replica
+            }
+            put_len(&mut buf, p.record_bytes() as usize, flexible);
+            if let Some((file, position, len)) = &p.records {
+                parts.push(Part::Mem(buf.split()));
+                parts.push(Part::File(Rc::clone(file), *position, *len));
+            }
+            if flexible {
+                buf.put_u8(0);
+            }
+        }
+        if flexible {
+            buf.put_u8(0);
+        }
+    }
+    if flexible {
+        buf.put_u8(0);
+    }
+    parts.push(Part::Mem(buf));
+    let total: u64 = parts
+        .iter()
+        .map(|p| match p {
+            Part::Mem(b) => b.len() as u64,
+            Part::File(_, _, len) => *len,
+        })
+        .sum();
+    let mut plan = WritePlan::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        match part {
+            Part::Mem(mut b) => {
+                if i == 0 {
+                    b[..4].copy_from_slice(&((total - 4) as i32).to_be_bytes());
+                }
+                plan.push_mem(b.freeze());
+            }
+            Part::File(f, position, len) => plan.push_file(f, position, len),
+        }
+    }
+    plan
+}

@@ -1,0 +1,104 @@
+//! Metadata (key 3, v0–13): logferry presents itself as a one-broker cluster that leads every
+//! partition it serves.
+//!
+//! Owns the topic listing: all topics (null request list, or an empty list in v0) or the named
+//! ones (by name, or by topic id from v10), with leader epochs from `leader-epoch-checkpoint`,
+//! topic ids from `partition.metadata`, the cluster id from `meta.properties`. Unknown topics get
+//! UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID when asked by id) and nothing is ever created,
+//! whatever `allow_auto_topic_creation` says. Partitions that appear in the log dir appear here on
+//! the next request, without a restart.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{error_code, respond, Context, Outcome, RequestMeta};
+use crate::log::meta::Uuid;
+
+pub fn topic_uuid(id: &Uuid) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(*id)
+}
+
+fn is_internal(topic: &str) -> bool {
+    topic == "__consumer_offsets" || topic == "__transaction_state" || topic == "__share_group_state"
+}
+
+/// Topic name → (topic id, partition numbers), from the view.
+pub fn topics(ctx: &Context<'_>) -> BTreeMap<String, (Uuid, Vec<i32>)> {
+    let mut out: BTreeMap<String, (Uuid, Vec<i32>)> = BTreeMap::new();
+    for (tp, p) in &ctx.view.partitions {
+        out.entry(tp.topic.clone()).or_insert_with(|| (p.topic_id, Vec::new())).1.push(tp.partition);
+    }
+    out
+}
+
+pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) -> Outcome {
+    let version = meta.api_version;
+    let all = topics(ctx);
+    let node = BrokerId(ctx.config.node_id);
+    let wanted: Vec<(Option<String>, Option<uuid::Uuid>)> = match &req.topics {
+        None => all.keys().map(|t| (Some(t.clone()), None)).collect(),
+        Some(list) if list.is_empty() && version == 0 => all.keys().map(|t| (Some(t.clone()), None)).collect(),
+        Some(list) => list
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), (!t.topic_id.is_nil()).then_some(t.topic_id)))
+            .collect(),
+    };
+    let mut topics_out = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        let found = match (&name, id) {
+            (Some(n), _) => all.get_key_value(n),
+            (None, Some(id)) => all.iter().find(|(_, (tid, _))| topic_uuid(tid) == id),
+            (None, None) => None,
+        };
+        let Some((topic, (tid, parts))) = found else {
+            let code =
+                if name.is_none() { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
+            topics_out.push(
+                MetadataResponseTopic::default()
+                    .with_error_code(code)
+                    .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+                    .with_topic_id(id.unwrap_or_default()),
+            );
+            continue;
+        };
+        let mut partitions = Vec::with_capacity(parts.len());
+        for &partition in parts {
+            let epoch = ctx
+                .view
+                .partition(&crate::log::TopicPartition { topic: topic.clone(), partition })
+                .map_or(-1, |p| p.leader_epoch());
+            partitions.push(
+                MetadataResponsePartition::default()
+                    .with_error_code(error_code::NONE)
+                    .with_partition_index(partition)
+                    .with_leader_id(node)
+                    .with_leader_epoch(if version >= 7 { epoch } else { -1 })
+                    .with_replica_nodes(vec![node])
+                    .with_isr_nodes(vec![node])
+                    .with_offline_replicas(Vec::new()),
+            );
+        }
+        topics_out.push(
+            MetadataResponseTopic::default()
+                .with_error_code(error_code::NONE)
+                .with_name(Some(TopicName(StrBytes::from_string(topic.clone()))))
+                .with_topic_id(if version >= 10 { topic_uuid(tid) } else { uuid::Uuid::nil() })
+                .with_is_internal(is_internal(topic))
+                .with_partitions(partitions),
+        );
+    }
+    let resp = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(StrBytes::from_string(ctx.config.advertised_host.clone()))
+            .with_port(ctx.config.advertised_port)])
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(ctx.config.cluster_id.clone())))
+        .with_controller_id(if version >= 1 { node } else { BrokerId(-1) })
+        .with_topics(topics_out);
+    respond(meta, &resp)
+}

@@ -1,0 +1,362 @@
+//! The Kafka protocol: request framing, the supported-API table, and dispatch to one module per
+//! API.
+//!
+//! Owns everything between "bytes arrived on a connection" and "a response plan to write": the
+//! size check on the 4-byte frame length *before* anything is buffered ([`check_frame`]), request
+//! header decoding, the table of `(api, min, max)` that is the single source of truth for what is
+//! served (it also generates the ApiVersions response), and the handlers. Handlers are pure with
+//! respect to I/O on sockets: they take a decoded request, the log view and `now`, and return a
+//! [`Outcome`]. Decoding and encoding of non-Fetch messages use the `kafka-protocol` crate; Fetch
+//! responses are framed by hand in [`fetch`] so record bytes can go out with `sendfile`.
+//!
+//! ```text
+//! request frame:  size i32 | api_key i16 | api_version i16 | correlation_id i32
+//!                 | client_id (i16 length, nullable) | [tagged fields, header v2] | body
+//! response frame: size i32 | correlation_id i32 | [tagged fields, header v1] | body
+//! ```
+//!
+//! Unsupported requests: ApiVersions with an unknown version is answered in v0 format with
+//! UNSUPPORTED_VERSION and the API list (KIP-511), as a broker does; any other API or version that
+//! is not in the table closes the connection with a log line (what a 4.x broker's socket layer
+//! does). Write APIs get a log line saying logferry is read-only.
+
+pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::log::{LogView, TopicPartition};
+use crate::send::WritePlan;
+
+/// Kafka error codes used here (`clients/…/common/protocol/Errors.java`).
+pub mod error_code {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+}
+
+/// The APIs logferry serves, with the version ranges it implements. ApiVersions is generated
+/// from this table, so a client is never told about something that is not here. Produce is
+/// implemented as a refusal (see [`produce`] for why it must be advertised).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+];
+
+/// APIs that write or administer; refused with a log line naming logferry as read-only.
+const WRITE_APIS: &[ApiKey] = &[
+    ApiKey::InitProducerId,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::DeleteRecords,
+    ApiKey::CreatePartitions,
+    ApiKey::AlterConfigs,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ElectLeaders,
+];
+
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|&(_, lo, hi)| (lo, hi))
+}
+
+/// Bytes of the request header before the client id (api key, version, correlation id).
+pub const REQUEST_HEADER_FIXED_BYTES: usize = 8;
+/// Smallest request a client can send: fixed header plus a client id length.
+pub const REQUEST_BYTES_MIN: usize = REQUEST_HEADER_FIXED_BYTES + 2;
+
+/// Why a frame is refused before it is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The declared size is below the smallest possible request.
+    TooSmall(i32),
+    /// The declared size is above `request_bytes_max`.
+    TooLarge { size: i32, max: u32 },
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            FrameError::TooSmall(n) => write!(f, "request size {n} is below the minimum {REQUEST_BYTES_MIN}"),
+            FrameError::TooLarge { size, max } => write!(f, "request size {size} is above request_bytes_max {max}"),
+        }
+    }
+}
+
+/// Looks at the start of a connection's read buffer. `Ok(None)`: more bytes needed (not an
+/// error). `Ok(Some(n))`: a whole frame of `n` bytes (size prefix included) is there. The size is
+/// checked from the first 4 bytes, so an oversized request is refused before it is buffered.
+pub fn check_frame(buf: &[u8], request_bytes_max: u32) -> Result<Option<usize>, FrameError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if size < REQUEST_BYTES_MIN as i32 {
+        return Err(FrameError::TooSmall(size));
+    }
+    if size as u32 > request_bytes_max {
+        return Err(FrameError::TooLarge { size, max: request_bytes_max });
+    }
+    let total = 4 + size as usize;
+    Ok((buf.len() >= total).then_some(total))
+}
+
+/// How logferry decides what consumers may see (product rule 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    /// Up to the last complete batch: single-replica topics, backups, other writers.
+    LogEnd,
+    /// Up to the broker's `replication-offset-checkpoint` high watermark.
+    Checkpoint,
+}
+
+/// What the handlers need to know about this server.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub node_id: i32,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub cluster_id: String,
+    pub visibility: Visibility,
+    /// Upper bound on a Fetch's `max_wait_ms` (the client's value is used when smaller).
+    pub fetch_wait_ms_max: u64,
+    /// Upper bound on the bytes of one Fetch response (the client's `max_bytes` when smaller).
+    pub response_bytes_max: u64,
+    /// Partitions in one Fetch, ListOffsets or OffsetForLeaderEpoch request; a larger request
+    /// closes the connection with a log line (Kafka has no request-level error for it).
+    pub partitions_per_request_max: usize,
+}
+
+/// Offsets that bound what a consumer sees in a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub log_start: i64,
+    pub log_end: i64,
+    pub high_watermark: i64,
+    pub last_stable: i64,
+    pub leader_epoch: i32,
+}
+
+/// The handlers' view of the world: the log plus this server's configuration.
+pub struct Context<'a> {
+    pub view: &'a mut LogView,
+    pub config: &'a ServeConfig,
+}
+
+impl Context<'_> {
+    /// Log start, log end, high watermark and last stable offset of a partition, by the
+    /// configured visibility mode. `None` for a partition logferry does not have.
+    pub fn bounds(&mut self, tp: &TopicPartition) -> Result<Option<Bounds>, crate::log::LogError> {
+        let visibility = self.config.visibility;
+        let view = &mut *self.view;
+        let Some(p) = view.partitions.get_mut(tp) else { return Ok(None) };
+        let log_end = p.log_end_offset();
+        let log_start = p.log_start_offset();
+        let high_watermark = match visibility {
+            Visibility::LogEnd => log_end,
+            // No checkpoint entry yet (a new partition): nothing is known to be committed.
+            Visibility::Checkpoint => p.high_watermark_checkpoint.unwrap_or(log_start).clamp(log_start, log_end),
+        };
+        let open = p.first_open_txn_offset(&mut view.cache)?;
+        let last_stable = open.map_or(high_watermark, |o| o.min(high_watermark)).max(log_start);
+        Ok(Some(Bounds { log_start, log_end, high_watermark, last_stable, leader_epoch: p.leader_epoch() }))
+    }
+}
+
+/// What to do after a request.
+pub enum Outcome {
+    /// Write this whole response frame.
+    Respond(WritePlan),
+    /// A Fetch that must wait for data (long poll) until `deadline`.
+    Park(Box<fetch::Parked>),
+    /// Close the connection; the string says why, for the log line.
+    Close(String),
+}
+
+/// The header fields a response and the log lines need.
+#[derive(Clone, Debug)]
+pub struct RequestMeta {
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+}
+
+/// Encodes a whole response frame (size prefix, header of the right version, body).
+pub fn encode_response<R: Encodable>(meta: &RequestMeta, body: &R) -> Result<Bytes, String> {
+    let header_version =
+        if meta.api_key == ApiKey::ApiVersions { 0 } else { meta.api_key.response_header_version(meta.api_version) };
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(meta.correlation_id)
+        .encode(&mut buf, header_version)
+        .map_err(|e| format!("encoding response header: {e}"))?;
+    body.encode(&mut buf, meta.api_version)
+        .map_err(|e| format!("encoding {:?} v{} response: {e}", meta.api_key, meta.api_version))?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// A response as a one-chunk plan.
+pub fn respond<R: Encodable>(meta: &RequestMeta, body: &R) -> Outcome {
+    match encode_response(meta, body) {
+        Ok(b) => {
+            let mut plan = WritePlan::new();
+            plan.push_mem(b);
+            Outcome::Respond(plan)
+        }
+        Err(e) => Outcome::Close(e),
+    }
+}
+
+fn decode_body<T: Decodable>(body: &mut Bytes, meta: &RequestMeta) -> Result<T, String> {
+    T::decode(body, meta.api_version)
+        .map_err(|e| format!("malformed {:?} v{} request: {e}", meta.api_key, meta.api_version))
+}
+
+/// Handles one whole request frame (`frame` excludes the 4-byte size prefix).
+pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Option<RequestMeta>, Outcome) {
+    if frame.len() < REQUEST_BYTES_MIN {
+        return (None, Outcome::Close(format!("request of {} bytes is shorter than a header", frame.len())));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        return (None, Outcome::Close(format!("unknown API key {raw_key}")));
+    };
+    let Some((lo, hi)) = supported_range(api_key) else {
+        let what = if WRITE_APIS.contains(&api_key) {
+            format!("{api_key:?} refused: logferry is a read-only replica; send writes to the broker")
+        } else {
+            format!("{api_key:?} v{version} is not supported by logferry")
+        };
+        return (None, Outcome::Close(what));
+    };
+    if version < lo || version > hi {
+        if api_key == ApiKey::ApiVersions {
+            let meta = RequestMeta { api_key, api_version: 0, correlation_id, client_id: None };
+            return (Some(meta.clone()), api_versions::unsupported_version(&meta));
+        }
+        return (None, Outcome::Close(format!("{api_key:?} v{version} is outside the supported range {lo}-{hi}")));
+    }
+    let mut buf = frame;
+    let header_version = api_key.request_header_version(version);
+    let header = match RequestHeader::decode(&mut buf, header_version) {
+        Ok(h) => h,
+        Err(e) => return (None, Outcome::Close(format!("malformed request header: {e}"))),
+    };
+    let meta = RequestMeta {
+        api_key,
+        api_version: version,
+        correlation_id: header.correlation_id,
+        client_id: header.client_id.as_ref().map(|s| s.to_string()),
+    };
+    let outcome = match api_key {
+        ApiKey::ApiVersions => match decode_body(&mut buf, &meta) {
+            Ok(req) => api_versions::handle(&meta, &req),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::Metadata => match decode_body(&mut buf, &meta) {
+            Ok(req) => metadata::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::ListOffsets => match decode_body(&mut buf, &meta) {
+            Ok(req) => list_offsets::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::OffsetForLeaderEpoch => match decode_body(&mut buf, &meta) {
+            Ok(req) => offset_for_leader_epoch::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::Produce => match decode_body(&mut buf, &meta) {
+            Ok(req) => produce::handle(&meta, &req),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::Fetch => match decode_body(&mut buf, &meta) {
+            Ok(req) => fetch::handle(meta.clone(), req, ctx, now),
+            Err(e) => Outcome::Close(e),
+        },
+        other => Outcome::Close(format!("{other:?} has no handler")),
+    };
+    (Some(meta), outcome)
+}
+
+/// Checks a consumer's `current_leader_epoch` against ours (KIP-320): older is fenced, newer is
+/// unknown to us; −1 skips the check.
+pub fn epoch_error(current_leader_epoch: i32, ours: i32) -> Option<i16> {
+    if current_leader_epoch < 0 || ours < 0 || current_leader_epoch == ours {
+        None
+    } else if current_leader_epoch < ours {
+        Some(error_code::FENCED_LEADER_EPOCH)
+    } else {
+        Some(error_code::UNKNOWN_LEADER_EPOCH)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_size_is_checked_before_buffering() {
+        assert_eq!(check_frame(&[0, 0], 100), Ok(None));
+        assert_eq!(check_frame(&[0, 0, 0, 3, 1], 100), Err(FrameError::TooSmall(3)));
+        assert_eq!(check_frame(&[0x80, 0, 0, 0], 100), Err(FrameError::TooSmall(i32::MIN)));
+        assert_eq!(
+            check_frame(&[0x7f, 0xff, 0xff, 0xff], 1 << 20),
+            Err(FrameError::TooLarge { size: i32::MAX, max: 1 << 20 })
+        );
+        let mut f = vec![0, 0, 0, 10];
+        f.extend_from_slice(&[0; 9]);
+        assert_eq!(check_frame(&f, 100), Ok(None));
+        f.push(0);
+        assert_eq!(check_frame(&f, 100), Ok(Some(14)));
+        f.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(check_frame(&f, 100), Ok(Some(14)));
+    }
+
+    #[test]
+    fn epoch_rules() {
+        assert_eq!(epoch_error(-1, 5), None);
+        assert_eq!(epoch_error(5, 5), None);
+        assert_eq!(epoch_error(4, 5), Some(error_code::FENCED_LEADER_EPOCH));
+        assert_eq!(epoch_error(6, 5), Some(error_code::UNKNOWN_LEADER_EPOCH));
+        assert_eq!(epoch_error(3, -1), None);
+    }
+
+    #[test]
+    fn table_is_within_what_the_codec_knows() {
+        for &(key, lo, hi) in SUPPORTED {
+            let v = key.valid_versions();
+            assert!(v.min <= lo && hi <= v.max, "{key:?}");
+        }
+    }
+}

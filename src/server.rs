@@ -1,0 +1,500 @@
+//! The event loop: one thread, one mio `Poll`, every socket non-blocking.
+//!
+//! Owns the listener, the connection slots, the tailer's inotify descriptor, the signal
+//! descriptor and the timers (parked-fetch deadlines, idle timeouts, the tailer's rescan), and
+//! the order of work in one turn: dispatch readiness events → tailer events wake parked fetches →
+//! expired deadlines answer their fetches → connections with leftover budget work get another
+//! turn. Each connection is a small state machine ([`ConnState`]):
+//!
+//! ```text
+//!            frame complete                   plan written
+//!  Reading ─────────────────▶ (handle) ──▶ Writing ──────────────▶ Reading
+//!     ▲                          │
+//!     │                          │ fewer than min_bytes
+//!     │                          ▼
+//!     │        data or deadline  Parked ──▶ Writing
+//!     └───────────────────────────────────────┘
+//! ```
+//!
+//! One request is in flight per connection (like a broker's muted channel): nothing more is
+//! read until the response is written. Sockets are registered once for both directions
+//! (edge-triggered); work continues until `WouldBlock` or until the turn's budget runs out, in
+//! which case the connection goes on the ready list and the next poll does not sleep. Slots
+//! freed while a batch of events is being dispatched are only reused after the batch.
+//! Limits: `connections_max` (accepting pauses at the cap and resumes when a slot frees),
+//! `request_bytes_max` (checked from the 4-byte size before buffering), `idle_timeout_ms`.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::log::tailer::Tailer;
+use crate::protocol::{self, fetch, Context, Outcome, ServeConfig};
+use crate::send::{Sent, WritePlan, WriteStatus};
+
+const LISTENER: Token = Token(0);
+const INOTIFY: Token = Token(1);
+const SIGNALS: Token = Token(2);
+const FIRST_CONN: usize = 3;
+
+/// Loop limits, each with its unit in the name.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub connections_max: usize,
+    pub request_bytes_max: u32,
+    pub idle_timeout_ms: u64,
+    /// Bytes one connection may write per turn before others get theirs.
+    pub send_bytes_per_turn_max: u64,
+    /// Requests one connection may have handled per turn.
+    pub requests_per_turn_max: usize,
+    /// How long SIGTERM waits for in-flight responses before exiting.
+    pub drain_ms_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_max: 10_000,
+            request_bytes_max: 8 << 20,
+            idle_timeout_ms: 600_000,
+            send_bytes_per_turn_max: 4 << 20,
+            requests_per_turn_max: 16,
+            drain_ms_max: 10_000,
+        }
+    }
+}
+
+enum ConnState {
+    Reading,
+    Writing(WritePlan),
+    Parked(Box<fetch::Parked>),
+}
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    rbuf: Vec<u8>,
+    state: ConnState,
+    last_progress: Instant,
+    client_id: Option<String>,
+}
+
+/// Counters, exported by the metrics issue; kept here so tests can read them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub connections_accepted: u64,
+    pub connections_closed: u64,
+    pub requests: u64,
+    pub protocol_errors: u64,
+    pub sent: Sent,
+    pub file_shrunk: u64,
+}
+
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    tailer: Tailer,
+    signals: Option<SignalFd>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    to_close: Vec<(usize, String, bool)>,
+    ready: VecDeque<usize>,
+    accept_paused: bool,
+    config: ServeConfig,
+    limits: Limits,
+    stopping: Option<Instant>,
+    pub counters: Counters,
+}
+
+/// Why the loop ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// SIGTERM/SIGINT, drained.
+    Signal,
+}
+
+macro_rules! conn_log {
+    ($lvl:ident, $conn:expr, $token:expr, $($arg:tt)*) => {
+        log::$lvl!("conn={} peer={} client={}: {}", $token, $conn.peer, $conn.client_id.as_deref().unwrap_or("-"), format_args!($($arg)*))
+    };
+}
+
+impl Server {
+    /// Binds `listen` (backlog 1024, SO_REUSEADDR) and registers everything with one Poll.
+    pub fn bind(listen: SocketAddr, tailer: Tailer, config: ServeConfig, limits: Limits) -> io::Result<Self> {
+        let domain = if listen.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        sock.set_reuse_address(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&listen.into())?;
+        sock.listen(1024)?;
+        let mut listener = TcpListener::from_std(sock.into());
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(fd) = tailer.raw_fd() {
+            poll.registry().register(&mut SourceFd(&fd), INOTIFY, Interest::READABLE)?;
+        }
+        let signals = Self::signal_fd();
+        if let Some(s) = &signals {
+            poll.registry().register(&mut SourceFd(&s.as_fd().as_raw_fd()), SIGNALS, Interest::READABLE)?;
+        }
+        Ok(Server {
+            poll,
+            listener,
+            tailer,
+            signals,
+            conns: Vec::new(),
+            free: Vec::new(),
+            to_close: Vec::new(),
+            ready: VecDeque::new(),
+            accept_paused: false,
+            config,
+            limits,
+            stopping: None,
+            counters: Counters::default(),
+        })
+    }
+
+    /// SIGTERM, SIGINT and SIGHUP as a descriptor in the loop (blocked for normal delivery).
+    fn signal_fd() -> Option<SignalFd> {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGTERM);
+        mask.add(Signal::SIGINT);
+        mask.add(Signal::SIGHUP);
+        if let Err(e) = mask.thread_block() {
+            log::warn!("cannot block signals ({e}); SIGTERM will end the process without draining");
+            return None;
+        }
+        match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("signalfd failed ({e}); SIGTERM will end the process without draining");
+                None
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.tailer.view.partitions.len()
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.conns.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// Runs until SIGTERM/SIGINT and a drain.
+    pub fn run(&mut self) -> io::Result<Exit> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if let Some(since) = self.stopping {
+                let busy = self.conns.iter().flatten().any(|c| matches!(c.state, ConnState::Writing(_)));
+                if !busy || now >= since + Duration::from_millis(self.limits.drain_ms_max) {
+                    return Ok(Exit::Signal);
+                }
+            }
+            let timeout = if self.ready.is_empty() { Some(self.next_timeout(now)) } else { Some(Duration::ZERO) };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let mut tailer_readable = false;
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    INOTIFY => tailer_readable = true,
+                    SIGNALS => self.on_signal(),
+                    Token(t) => self.drive(t - FIRST_CONN),
+                }
+            }
+            let now = Instant::now();
+            let tail_result = if tailer_readable { self.tailer.on_readable() } else { self.tailer.tick(now) };
+            match tail_result {
+                Ok(ev) if !ev.is_empty() || tailer_readable => self.wake_parked(now, false),
+                Ok(_) => {}
+                Err(e) => log::warn!("following the log dirs: {e}"),
+            }
+            self.wake_parked(now, true);
+            self.check_idle(now);
+            let ready: Vec<usize> = self.ready.drain(..).collect();
+            for i in ready {
+                self.drive(i);
+            }
+            self.finish_closes();
+            if self.accept_paused && self.open_connections() < self.limits.connections_max * 9 / 10 {
+                self.accept_paused = false;
+                self.accept();
+            }
+        }
+    }
+
+    fn next_timeout(&self, now: Instant) -> Duration {
+        let mut next = self.tailer.next_deadline().min(now + Duration::from_secs(1));
+        for c in self.conns.iter().flatten() {
+            if let ConnState::Parked(p) = &c.state {
+                next = next.min(p.deadline);
+            }
+        }
+        next.saturating_duration_since(now)
+    }
+
+    fn on_signal(&mut self) {
+        let Some(sfd) = &self.signals else { return };
+        while let Ok(Some(info)) = sfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGHUP) => {
+                    log::info!("SIGHUP: rescanning the log dirs");
+                    if let Err(e) = self.tailer.rescan(Instant::now()) {
+                        log::warn!("rescan: {e}");
+                    }
+                }
+                Ok(sig) => {
+                    log::info!("{sig}: no longer accepting; finishing in-flight responses");
+                    self.stopping = Some(Instant::now());
+                    let _ = self.poll.registry().deregister(&mut self.listener);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        loop {
+            if self.open_connections() >= self.limits.connections_max {
+                if !self.accept_paused {
+                    log::warn!(
+                        "connections_max ({}) reached; new connections wait in the backlog",
+                        self.limits.connections_max
+                    );
+                }
+                self.accept_paused = true;
+                return;
+            }
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let i = match self.free.pop() {
+                        Some(i) => i,
+                        None => {
+                            self.conns.push(None);
+                            self.conns.len() - 1
+                        }
+                    };
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(i + FIRST_CONN),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("register {peer}: {e}");
+                        self.free.push(i);
+                        continue;
+                    }
+                    self.conns[i] = Some(Conn {
+                        stream,
+                        peer,
+                        rbuf: Vec::new(),
+                        state: ConnState::Reading,
+                        last_progress: Instant::now(),
+                        client_id: None,
+                    });
+                    self.counters.connections_accepted += 1;
+                    log::debug!("conn={} peer={peer}: accepted", i + FIRST_CONN);
+                    // Data may already be waiting; edge-triggered readiness will not repeat it.
+                    self.ready.push_back(i);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: back off until a connection closes.
+                    log::warn!("accept: {e}");
+                    self.accept_paused = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Schedules a close after the current batch of events.
+    fn close(&mut self, i: usize, why: String, warn: bool) {
+        if !self.to_close.iter().any(|(j, _, _)| *j == i) {
+            self.to_close.push((i, why, warn));
+        }
+    }
+
+    fn finish_closes(&mut self) {
+        for (i, why, warn) in std::mem::take(&mut self.to_close) {
+            if let Some(mut c) = self.conns.get_mut(i).and_then(Option::take) {
+                let token = i + FIRST_CONN;
+                if warn {
+                    conn_log!(warn, c, token, "closing: {why}");
+                } else {
+                    conn_log!(debug, c, token, "closing: {why}");
+                }
+                let _ = self.poll.registry().deregister(&mut c.stream);
+                self.counters.connections_closed += 1;
+                self.free.push(i);
+            }
+        }
+    }
+
+    /// Does all the work a connection can do now, within its turn budget.
+    fn drive(&mut self, i: usize) {
+        if self.to_close.iter().any(|(j, _, _)| *j == i) {
+            return;
+        }
+        let mut requests = 0;
+        let mut budget = self.limits.send_bytes_per_turn_max;
+        loop {
+            let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+            match &mut c.state {
+                ConnState::Parked(_) => return,
+                ConnState::Writing(plan) => {
+                    let before = plan.remaining();
+                    let mut sent = Sent::default();
+                    let status = plan.write_to(c.stream.as_fd(), budget, &mut sent);
+                    let progressed = before - plan.remaining();
+                    self.counters.sent.mem_bytes += sent.mem_bytes;
+                    self.counters.sent.file_bytes += sent.file_bytes;
+                    if progressed > 0 {
+                        c.last_progress = Instant::now();
+                    }
+                    budget = budget.saturating_sub(progressed);
+                    match status {
+                        Ok(WriteStatus::Done) => c.state = ConnState::Reading,
+                        Ok(WriteStatus::Blocked) => {
+                            if budget == 0 {
+                                self.ready.push_back(i);
+                            }
+                            return;
+                        }
+                        Ok(WriteStatus::FileShrunk) => {
+                            self.counters.file_shrunk += 1;
+                            self.close(i, "a segment file shrank while its bytes were being sent".into(), true);
+                            return;
+                        }
+                        Err(e) => {
+                            self.close(i, format!("write failed: {e}"), false);
+                            return;
+                        }
+                    }
+                }
+                ConnState::Reading => {
+                    if requests >= self.limits.requests_per_turn_max {
+                        self.ready.push_back(i);
+                        return;
+                    }
+                    match protocol::check_frame(&c.rbuf, self.limits.request_bytes_max) {
+                        Err(e) => {
+                            self.counters.protocol_errors += 1;
+                            self.close(i, e.to_string(), true);
+                            return;
+                        }
+                        Ok(Some(n)) => {
+                            let frame = Bytes::copy_from_slice(&c.rbuf[4..n]);
+                            c.rbuf.drain(..n);
+                            c.last_progress = Instant::now();
+                            requests += 1;
+                            self.handle(i, frame);
+                        }
+                        Ok(None) => {
+                            let cap = 4 + self.limits.request_bytes_max as usize;
+                            let mut chunk = [0u8; 64 << 10];
+                            let want = chunk.len().min(cap.saturating_sub(c.rbuf.len()).max(1));
+                            match c.stream.read(&mut chunk[..want]) {
+                                Ok(0) => {
+                                    let why = if c.rbuf.is_empty() { "peer closed" } else { "peer closed mid-request" };
+                                    self.close(i, why.into(), false);
+                                    return;
+                                }
+                                Ok(n) => {
+                                    c.rbuf.extend_from_slice(&chunk[..n]);
+                                    c.last_progress = Instant::now();
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                                Err(e) => {
+                                    self.close(i, format!("read failed: {e}"), false);
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, i: usize, frame: Bytes) {
+        self.counters.requests += 1;
+        let now = Instant::now();
+        let mut ctx = Context { view: &mut self.tailer.view, config: &self.config };
+        // Decoding is done by a third-party codec; a panic there must cost one connection only.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| protocol::handle_request(frame, &mut ctx, now)));
+        let (meta, outcome) = match result {
+            Ok(r) => r,
+            Err(_) => (None, Outcome::Close("request handling panicked (malformed request?)".into())),
+        };
+        let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        if let Some(m) = &meta {
+            if c.client_id.is_none() {
+                c.client_id = m.client_id.clone();
+            }
+        }
+        match outcome {
+            Outcome::Respond(plan) => c.state = ConnState::Writing(plan),
+            Outcome::Park(p) => c.state = ConnState::Parked(p),
+            Outcome::Close(why) => {
+                self.counters.protocol_errors += 1;
+                self.close(i, why, true);
+            }
+        }
+    }
+
+    /// Re-plans parked fetches: all of them after log events (`only_expired = false`), or only
+    /// those whose deadline has passed.
+    fn wake_parked(&mut self, now: Instant, only_expired: bool) {
+        for i in 0..self.conns.len() {
+            let Some(c) = self.conns[i].as_mut() else { continue };
+            let ConnState::Parked(p) = &c.state else { continue };
+            if only_expired && now < p.deadline {
+                continue;
+            }
+            let mut ctx = Context { view: &mut self.tailer.view, config: &self.config };
+            if let Some(plan) = fetch::retry(p, &mut ctx, now) {
+                c.state = ConnState::Writing(plan);
+                self.ready.push_back(i);
+            }
+        }
+    }
+
+    fn check_idle(&mut self, now: Instant) {
+        let idle = Duration::from_millis(self.limits.idle_timeout_ms);
+        for i in 0..self.conns.len() {
+            let Some(c) = self.conns[i].as_ref() else { continue };
+            if matches!(c.state, ConnState::Parked(_)) {
+                continue;
+            }
+            if now.duration_since(c.last_progress) >= idle {
+                self.close(i, format!("idle for {} ms", self.limits.idle_timeout_ms), false);
+            }
+        }
+    }
+}
