@@ -183,6 +183,16 @@ impl Server {
         }
     }
 
+    /// Sets the address Metadata tells clients to connect to.
+    pub fn set_advertised(&mut self, host: String, port: i32) {
+        self.config.advertised_host = host;
+        self.config.advertised_port = port;
+    }
+
+    pub fn config(&self) -> &ServeConfig {
+        &self.config
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -235,7 +245,9 @@ impl Server {
                 self.drive(i);
             }
             self.finish_closes();
-            if self.accept_paused && self.open_connections() < self.limits.connections_max * 9 / 10 {
+            // Resume accepting a little below the cap, so accepting does not flap at the limit.
+            let resume_at = self.limits.connections_max - (self.limits.connections_max / 10).max(1);
+            if self.accept_paused && self.open_connections() <= resume_at {
                 self.accept_paused = false;
                 self.accept();
             }

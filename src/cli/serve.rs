@@ -42,9 +42,12 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         Ok(Some(a)) => a,
         _ => return fail(format!("--listen {:?} does not resolve to an address", args.listen)),
     };
-    let advertised = args.advertised_listener.clone().unwrap_or_else(|| args.listen.clone());
-    let Some((adv_host, adv_port)) = host_port(&advertised) else {
-        return fail(format!("--advertised-listener {advertised:?} is not HOST:PORT"));
+    let advertised = match &args.advertised_listener {
+        Some(a) => match host_port(a) {
+            Some(hp) => Some(hp),
+            None => return fail(format!("--advertised-listener {a:?} is not HOST:PORT")),
+        },
+        None => None,
     };
     let visibility = match args.visibility.as_str() {
         "log-end" => Visibility::LogEnd,
@@ -76,8 +79,8 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     let tailer = Tailer::new(view, true, args.rescan_ms, Instant::now());
     let config = ServeConfig {
         node_id,
-        advertised_host: adv_host,
-        advertised_port: i32::from(adv_port),
+        advertised_host: String::new(),
+        advertised_port: 0,
         cluster_id,
         visibility,
         fetch_wait_ms_max: args.fetch_wait_ms_max,
@@ -90,11 +93,26 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         idle_timeout_ms: args.idle_timeout_ms,
         ..Limits::default()
     };
-    let mut server = match Server::bind(listen, tailer, config.clone(), limits) {
+    let mut server = match Server::bind(listen, tailer, config, limits) {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
     };
-    let local = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| args.listen.clone());
+    let local = match server.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(format!("cannot read the listening address: {e}")),
+    };
+    // Without --advertised-listener, clients are told the address actually bound (so port 0
+    // works); a wildcard address is no use to a client, so the host name is advertised then.
+    let (adv_host, adv_port) = advertised.unwrap_or_else(|| {
+        let host = if local.ip().is_unspecified() {
+            nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+        } else {
+            local.ip().to_string()
+        };
+        (host, local.port())
+    });
+    server.set_advertised(adv_host, i32::from(adv_port));
+    let config = server.config().clone();
     let dirs: Vec<String> = args.log_dir.iter().map(|d| d.display().to_string()).collect();
     log::info!(
         "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}",

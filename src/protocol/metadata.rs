@@ -45,7 +45,12 @@ pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) 
         Some(list) if list.is_empty() && version == 0 => all.keys().map(|t| (Some(t.clone()), None)).collect(),
         Some(list) => list
             .iter()
-            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), (!t.topic_id.is_nil()).then_some(t.topic_id)))
+            .map(|t| {
+                let id = (!t.topic_id.is_nil()).then_some(t.topic_id);
+                // From v10 a topic may be named by id only; its name is then null (or empty).
+                let name = t.name.as_ref().map(|n| n.0.to_string()).filter(|n| !(n.is_empty() && id.is_some()));
+                (name, id)
+            })
             .collect(),
     };
     let mut topics_out = Vec::with_capacity(wanted.len());

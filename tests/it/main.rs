@@ -2,5 +2,6 @@
 //! fixture written by a Kafka broker, and the seeded simulation of a writer the tailer follows.
 
 mod fixture;
+mod serve;
 mod sim;
 mod util;

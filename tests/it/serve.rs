@@ -1,0 +1,553 @@
+//! `logferry serve` as a black box: the real binary on `127.0.0.1:0`, driven by a raw Kafka
+//! protocol client (requests encoded and responses decoded by the `kafka-protocol` crate), over
+//! a copy of the committed real fixture. Each API at its version boundaries, the error codes,
+//! long polling, and bad input that must cost one connection, never the process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// A copy of the real fixture and a `logferry serve` process over it.
+pub struct Served {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    pub fn logdir(&self) -> PathBuf {
+        self.dir.path().join("logdir")
+    }
+}
+
+pub fn serve(extra: &[&str]) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logdir"), &dir.path().join("logdir"));
+    let logdir = dir.path().join("logdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["serve", "--log-dir", logdir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--rescan-ms", "200"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn logferry");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(rest) = line.split("serving on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap().to_string();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+            if std::env::var_os("LOGFERRY_TEST_LOG").is_some() {
+                eprintln!("[server] {line}");
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("logferry did not print its address");
+    Served { child, addr: addr.parse().unwrap(), dir }
+}
+
+pub struct Client {
+    s: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client { s, correlation: 0 }
+    }
+
+    pub fn frame<R: Request>(&mut self, version: i16, req: &R) -> Vec<u8> {
+        self.correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("it")));
+        let mut b = BytesMut::new();
+        header.encode(&mut b, R::header_version(version)).unwrap();
+        req.encode(&mut b, version).unwrap();
+        let mut out = (b.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(&b);
+        out
+    }
+
+    pub fn read_frame(&mut self) -> std::io::Result<Bytes> {
+        let mut size = [0u8; 4];
+        self.s.read_exact(&mut size)?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.s.read_exact(&mut body)?;
+        Ok(Bytes::from(body))
+    }
+
+    pub fn call<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
+        let f = self.frame(version, req);
+        self.s.write_all(&f).unwrap();
+        let mut body = self.read_frame().expect("response");
+        let hv = if R::KEY == ApiKey::ApiVersions as i16 {
+            0
+        } else {
+            <R::Response as kafka_protocol::protocol::HeaderVersion>::header_version(version)
+        };
+        let h = ResponseHeader::decode(&mut body, hv).unwrap();
+        assert_eq!(h.correlation_id, self.correlation);
+        R::Response::decode(&mut body, version).unwrap()
+    }
+
+    /// True when the server closed the connection (EOF or reset) within the timeout.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.s.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.into()))
+}
+
+fn fetch_req(topic_name: &str, topic_id: uuid::Uuid, partition: i32, offset: i64, isolation: i8) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(50 << 20)
+        .with_isolation_level(isolation)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(topic(topic_name)).with_topic_id(topic_id).with_partitions(
+            vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)],
+        )])
+}
+
+fn topic_id_of(c: &mut Client, name: &str) -> uuid::Uuid {
+    let m = c.call(
+        12,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic(name)))])),
+    );
+    m.topics[0].topic_id
+}
+
+#[test]
+fn api_versions_every_version_and_the_unknown_one() {
+    // v0-4 list exactly the served table; an unknown version gets the v0-format
+    // UNSUPPORTED_VERSION answer with the list (KIP-511), not a closed socket.
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    for v in 0..=4 {
+        let r = c.call(v, &ApiVersionsRequest::default());
+        assert_eq!(r.error_code, 0, "v{v}");
+        let keys: Vec<(i16, i16, i16)> = r.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+        assert!(keys.contains(&(1, 4, 18)), "v{v} {keys:?}");
+        assert!(keys.contains(&(3, 0, 13)));
+        assert!(keys.contains(&(2, 1, 10)));
+        assert!(keys.contains(&(23, 2, 4)));
+        assert!(keys.contains(&(18, 0, 4)));
+        assert!(keys.contains(&(0, 3, 13)));
+        assert_eq!(keys.len(), 6, "nothing else is advertised");
+    }
+    let mut f = c.frame(4, &ApiVersionsRequest::default());
+    f[6..8].copy_from_slice(&9i16.to_be_bytes());
+    c.s.write_all(&f).unwrap();
+    let mut body = c.read_frame().unwrap();
+    let _ = ResponseHeader::decode(&mut body, 0).unwrap();
+    let r = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+    assert_eq!(r.error_code, 35);
+    assert_eq!(r.api_keys.len(), 6);
+}
+
+#[test]
+fn metadata_every_version() {
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    for v in 0..=13 {
+        let all = c.call(v, &MetadataRequest::default().with_topics(if v == 0 { Some(vec![]) } else { None }));
+        assert_eq!(all.brokers.len(), 1);
+        assert_eq!(all.brokers[0].port, i32::from(s.addr.port()), "v{v}: advertised port is the bound one");
+        let plain =
+            all.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("plain")).expect("plain listed");
+        assert_eq!(plain.partitions.len(), 3);
+        assert!(plain.partitions.iter().all(|p| p.leader_id == all.brokers[0].node_id));
+        if v >= 10 {
+            assert!(!plain.topic_id.is_nil());
+        }
+        if v >= 7 {
+            assert!(plain.partitions[0].leader_epoch >= 0);
+        }
+        if v >= 2 {
+            assert_eq!(all.cluster_id.as_ref().map(|c| c.as_str()), Some("MkU3OEVBNTcwNTJENDM2Qk"));
+        }
+        if v >= 1 {
+            let unknown = c.call(
+                v,
+                &MetadataRequest::default()
+                    .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic("nope")))])),
+            );
+            assert_eq!(unknown.topics[0].error_code, 3, "v{v}");
+        }
+    }
+    let gone = uuid::Uuid::from_bytes([3; 16]);
+    let r = c.call(
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_topic_id(gone)])),
+    );
+    assert_eq!(r.topics[0].error_code, 100);
+}
+
+fn list_offsets(
+    c: &mut Client,
+    v: i16,
+    name: &str,
+    partition: i32,
+    ts: i64,
+    epoch: i32,
+    isolation: i8,
+) -> kafka_protocol::messages::list_offsets_response::ListOffsetsPartitionResponse {
+    let req =
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(isolation).with_topics(vec![
+            ListOffsetsTopic::default().with_name(topic(name)).with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(ts)
+                .with_current_leader_epoch(epoch)]),
+        ]);
+    c.call(v, &req).topics[0].partitions[0].clone()
+}
+
+#[test]
+fn list_offsets_every_version() {
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    let expected =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/expected/plain.txt"))
+            .unwrap();
+    let p0: Vec<(i64, i64)> = expected
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[2] == "0").then(|| (f[3].parse().unwrap(), f[4].parse().unwrap()))
+        })
+        .collect();
+    let end = p0.iter().map(|x| x.0).max().unwrap() + 1;
+    for v in 1..=10 {
+        assert_eq!(list_offsets(&mut c, v, "plain", 0, -2, -1, 0).offset, 0, "v{v} earliest");
+        assert_eq!(list_offsets(&mut c, v, "plain", 0, -1, -1, 0).offset, end, "v{v} latest");
+        let (o, ts) = p0[p0.len() / 2];
+        let r = list_offsets(&mut c, v, "plain", 0, ts, -1, 0);
+        assert!(r.offset <= o && r.timestamp >= 0 && r.timestamp <= ts, "v{v}: {r:?} for ({o},{ts})");
+        assert_eq!(list_offsets(&mut c, v, "plain", 0, i64::MAX / 2, -1, 0).offset, -1);
+        assert_eq!(list_offsets(&mut c, v, "plain", 9, -1, -1, 0).error_code, 3);
+        if v >= 4 {
+            assert_eq!(list_offsets(&mut c, v, "plain", 0, -1, 1_000_000, 0).error_code, 75);
+        }
+        if v >= 7 {
+            let max = list_offsets(&mut c, v, "plain", 0, -3, -1, 0);
+            let best = p0.iter().map(|x| x.1).max().unwrap();
+            assert_eq!(max.timestamp, best, "v{v} max timestamp");
+        }
+    }
+}
+
+#[test]
+fn offset_for_leader_epoch_every_version() {
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    let latest = c
+        .call(12, &MetadataRequest::default().with_topics(None))
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().unwrap().0.as_str() == "plain")
+        .unwrap()
+        .partitions[0]
+        .leader_epoch;
+    let end = list_offsets(&mut c, 5, "plain", 0, -1, -1, 0).offset;
+    for v in 2..=4 {
+        let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+            OffsetForLeaderTopic::default().with_topic(topic("plain")).with_partitions(vec![
+                OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_leader_epoch(latest)
+                    .with_current_leader_epoch(latest),
+            ]),
+        ]);
+        let r = c.call(v, &req);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, latest, end), "v{v}");
+    }
+}
+
+#[test]
+fn fetch_every_version_returns_the_file_bytes() {
+    // From offset 0 every version returns the segment's bytes exactly as stored.
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    let id = topic_id_of(&mut c, "plain");
+    let seg = std::fs::read(s.logdir().join("plain-0/00000000000000000000.log")).unwrap();
+    for v in 4..=18 {
+        let r = c.call(v, &fetch_req("plain", id, 0, 0, 0));
+        assert_eq!(r.session_id, 0);
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "v{v}");
+        let records = p.records.as_ref().expect("records");
+        assert!(!records.is_empty());
+        assert!(seg.starts_with(records), "v{v}: records are the file's first bytes");
+        assert!(p.aborted_transactions.is_none(), "read_uncommitted gets a null list");
+        let out = c.call(v, &fetch_req("plain", id, 0, 1_000_000, 0));
+        assert_eq!(out.responses[0].partitions[0].error_code, 1, "v{v} OFFSET_OUT_OF_RANGE");
+        let unknown = c.call(v, &fetch_req("nope", uuid::Uuid::from_bytes([5; 16]), 0, 0, 0));
+        assert_eq!(unknown.responses[0].partitions[0].error_code, if v >= 13 { 100 } else { 3 }, "v{v}");
+        if v >= 9 {
+            let mut req = fetch_req("plain", id, 0, 0, 0);
+            req.topics[0].partitions[0].current_leader_epoch = 1_000_000;
+            assert_eq!(c.call(v, &req).responses[0].partitions[0].error_code, 75, "v{v}");
+        }
+    }
+}
+
+#[test]
+fn fetch_read_committed_lists_aborted_transactions() {
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    let id = topic_id_of(&mut c, "txn");
+    let mut saw_aborted = false;
+    for p in 0..3 {
+        let r = c.call(12, &fetch_req("txn", id, p, 0, 1));
+        let part = &r.responses[0].partitions[0];
+        let list = part.aborted_transactions.as_ref().expect("read_committed gets a list");
+        saw_aborted |= !list.is_empty();
+        assert_eq!(part.last_stable_offset, part.high_watermark, "no open transaction in the fixture");
+    }
+    assert!(saw_aborted);
+}
+
+#[test]
+fn produce_is_refused_non_retriably() {
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    for v in [3, 8, 12] {
+        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(1000).with_topic_data(vec![
+            TopicProduceData::default().with_name(topic("plain")).with_partition_data(vec![
+                PartitionProduceData::default().with_index(0).with_records(Some(Bytes::new())),
+            ]),
+        ]);
+        let r = c.call(v, &req);
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 29, "v{v}");
+        if v >= 8 {
+            assert!(p.error_message.as_ref().unwrap().as_str().contains("read-only"));
+        }
+    }
+    // acks=0 expects no response: the connection is closed instead.
+    let req = ProduceRequest::default().with_acks(0).with_topic_data(vec![]);
+    let f = c.frame(9, &req);
+    c.s.write_all(&f).unwrap();
+    assert!(c.closed());
+}
+
+#[test]
+fn long_poll_waits_then_wakes_on_new_data() {
+    let s = serve(&["--visibility", "log-end"]);
+    let mut c = Client::connect(s.addr);
+    let id = topic_id_of(&mut c, "plain");
+    let end = list_offsets(&mut c, 5, "plain", 0, -1, -1, 0).offset;
+    // Nothing to read: the fetch waits max_wait_ms, then answers empty.
+    let mut req = fetch_req("plain", id, 0, end, 0);
+    req.max_wait_ms = 400;
+    let t = Instant::now();
+    let r = c.call(12, &req);
+    assert!(t.elapsed() >= Duration::from_millis(380), "answered after {:?}", t.elapsed());
+    assert_eq!(r.responses[0].partitions[0].records.as_ref().map_or(0, |b| b.len()), 0);
+    // A parked fetch is answered as soon as a batch is appended, long before its wait ends.
+    req.max_wait_ms = 20_000;
+    let f = c.frame(12, &req);
+    c.s.write_all(&f).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let seg = std::fs::read_dir(s.logdir().join("plain-0"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max()
+        .unwrap();
+    let batch = crate::util::batch(end, 3, 1_800_000_000_000, 50, 7);
+    let t = Instant::now();
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&batch).unwrap();
+    let mut body = c.read_frame().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "woke after {:?}", t.elapsed());
+    let _ = ResponseHeader::decode(&mut body, 1).unwrap();
+    let r = FetchResponse::decode(&mut body, 12).unwrap();
+    assert_eq!(r.responses[0].partitions[0].records.as_deref(), Some(&batch[..]));
+    assert_eq!(r.responses[0].partitions[0].high_watermark, end + 3);
+}
+
+#[test]
+fn bad_input_costs_one_connection() {
+    // Garbage, a 2 GiB size, a truncated header, an unknown API key, an unsupported version,
+    // a write API: each closes its own connection; a request sent one byte at a time and a
+    // healthy client keep being served; the process stays up.
+    let s = serve(&[]);
+    let mut healthy = Client::connect(s.addr);
+    let cases: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0x7f, 0xff, 0xff, 0xff, 0, 1, 2, 3],
+        vec![0, 0, 0, 5, 0, 18, 0],
+        vec![0xff, 0xff, 0xff, 0xfe],
+        {
+            let mut f = vec![0, 0, 0, 12];
+            f.extend_from_slice(&500i16.to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0xff, 0xff, 0, 0]);
+            f
+        },
+        {
+            let mut c = Client::connect(s.addr);
+            let mut f = c.frame(4, &FetchRequest::default());
+            f[6..8].copy_from_slice(&3i16.to_be_bytes());
+            f
+        },
+        {
+            let mut c = Client::connect(s.addr);
+            c.frame(4, &InitProducerIdRequest::default())
+        },
+        {
+            let mut c = Client::connect(s.addr);
+            let mut f = c.frame(12, &fetch_req("plain", uuid::Uuid::nil(), 0, 0, 0));
+            let n = f.len();
+            f.truncate(n - 6);
+            let size = (f.len() - 4) as i32;
+            f[..4].copy_from_slice(&size.to_be_bytes());
+            f
+        },
+    ];
+    for (i, bytes) in cases.iter().enumerate() {
+        let mut c = Client::connect(s.addr);
+        c.s.write_all(bytes).unwrap();
+        if i == 2 {
+            // Truncated: the server waits for the rest of the frame; closing our side ends it.
+            c.s.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        assert!(c.closed(), "case {i} should close the connection");
+        let r = healthy.call(3, &ApiVersionsRequest::default());
+        assert_eq!(r.error_code, 0, "healthy client after case {i}");
+    }
+    let mut slow = Client::connect(s.addr);
+    let f = slow.frame(4, &ApiVersionsRequest::default());
+    for b in &f {
+        slow.s.write_all(&[*b]).unwrap();
+        slow.s.flush().unwrap();
+    }
+    let mut body = slow.read_frame().unwrap();
+    let _ = ResponseHeader::decode(&mut body, 0).unwrap();
+    assert_eq!(ApiVersionsResponse::decode(&mut body, 4).unwrap().error_code, 0);
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_block_others() {
+    let s = serve(&[]);
+    let mut lazy = Client::connect(s.addr);
+    let id = topic_id_of(&mut lazy, "plain");
+    let mut req = fetch_req("plain", id, 0, 0, 0);
+    req.topics[0].partitions[0].partition_max_bytes = 50 << 20;
+    // Many large fetches pipelined and never read: the server's writes block on this socket.
+    for _ in 0..200 {
+        let f = lazy.frame(12, &req);
+        lazy.s.write_all(&f).unwrap();
+    }
+    let mut other = Client::connect(s.addr);
+    for _ in 0..20 {
+        let r = other.call(12, &req);
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    }
+}
+
+#[test]
+fn a_thousand_connections_at_once() {
+    let s = serve(&[]);
+    let mut conns: Vec<Client> = (0..1000).map(|_| Client::connect(s.addr)).collect();
+    for c in conns.iter_mut() {
+        let f = c.frame(3, &ApiVersionsRequest::default());
+        c.s.write_all(&f).unwrap();
+    }
+    for c in conns.iter_mut() {
+        let mut body = c.read_frame().unwrap();
+        let _ = ResponseHeader::decode(&mut body, 0).unwrap();
+        assert_eq!(ApiVersionsResponse::decode(&mut body, 3).unwrap().error_code, 0);
+    }
+}
+
+#[test]
+fn connections_max_holds_extra_clients_in_the_backlog() {
+    let s = serve(&["--connections-max", "2"]);
+    let mut a = Client::connect(s.addr);
+    let mut b = Client::connect(s.addr);
+    assert_eq!(a.call(3, &ApiVersionsRequest::default()).error_code, 0);
+    assert_eq!(b.call(3, &ApiVersionsRequest::default()).error_code, 0);
+    let mut c = Client::connect(s.addr);
+    let f = c.frame(3, &ApiVersionsRequest::default());
+    c.s.write_all(&f).unwrap();
+    c.s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    assert!(c.read_frame().is_err(), "third connection must wait");
+    drop(a);
+    c.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = c.read_frame().expect("served once a slot freed");
+    let _ = ResponseHeader::decode(&mut body, 0).unwrap();
+    assert_eq!(ApiVersionsResponse::decode(&mut body, 3).unwrap().error_code, 0);
+    assert_eq!(b.call(3, &ApiVersionsRequest::default()).error_code, 0);
+}
+
+#[test]
+fn bad_flags_and_directories_exit_non_zero_with_a_message() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_logferry")).args(args).output().unwrap();
+    let o = run(&["serve", "--log-dir", "/nonexistent/dir", "--listen", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/dir"));
+    let o = run(&["serve", "--log-dir", "/tmp", "--listen", "nonsense"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--listen"));
+    let o = run(&["serve", "--log-dir", "/tmp", "--visibility", "sometimes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--visibility"));
+    let o = run(&["serve"]);
+    assert_eq!(o.status.code(), Some(2));
+}
