@@ -4,6 +4,8 @@
 //! This crate is the library behind the `logferry` binary. Modules:
 //! - [`log`]: the log model (log dirs, partitions, segments, batch headers, indexes) and the
 //!   tailer that follows a broker writing them;
+//! - [`protocol`], [`send`], [`server`]: the Kafka protocol, zero-copy responses, the event loop;
+//! - [`alloc`]: the process allocator (lazy reservation of huge blocks, see there);
 //! - [`cli`]: the command line (`serve`, `dump`, `verify`), kept here so it is testable; the
 //!   binary only calls [`cli::main`].
 //!
@@ -16,6 +18,7 @@
 //!   first batch's offset;
 //! - **exposed end**: the end of the last complete, CRC-valid batch; nothing past it is served.
 
+pub mod alloc;
 pub mod cli;
 pub mod log;
 pub mod protocol;

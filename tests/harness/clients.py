@@ -32,32 +32,85 @@ def _lines(out):
     return sorted(l for l in out.decode().splitlines() if l)
 
 
-def consume(client, bootstrap, topic, isolation="read_uncommitted", timeout_s=90):
-    """Read every partition of `topic` from the start to the end offsets; canonical lines."""
+def command(client, bootstrap, topic, isolation, timeout_s, start):
+    """The command line of a consumer. START: beginning, ts:MILLIS or end:N (see Consume.java)."""
     if client == "java":
-        cmd = [broker.JAVA, "-cp", broker.classpath(),
-               f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2.properties')}",
-               "logferry.harness.Consume", bootstrap, topic, isolation, str(timeout_s)]
-        return _lines(_run(client, cmd, timeout_s))
+        return [broker.JAVA, "-cp", broker.classpath(),
+                f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2.properties')}",
+                "logferry.harness.Consume", bootstrap, topic, isolation, str(timeout_s), start]
     if client == "franz-go":
-        cmd = [os.path.join(HERE, "target", "franzconsume"), bootstrap, topic, isolation, str(timeout_s)]
-        return _lines(_run(client, cmd, timeout_s))
+        return [os.path.join(HERE, "target", "franzconsume"), bootstrap, topic, isolation, str(timeout_s), start]
     if client == "kafka-python":
-        cmd = [sys.executable, os.path.join(HERE, "pyconsume.py"), bootstrap, topic, isolation, str(timeout_s)]
-        return _lines(_run(client, cmd, timeout_s))
+        return [sys.executable, os.path.join(HERE, "pyconsume.py"), bootstrap, topic, isolation, str(timeout_s), start]
     if client == "kcat":
-        return kcat(bootstrap, topic, isolation, timeout_s)
+        fmt = "%t\\t%p\\t%o\\t%T\\t%K\\t%S\\t%h\\t%k%s\\x1e"
+        cmd = ["kcat", "-C", "-b", bootstrap, "-t", topic, "-q", "-X", f"isolation.level={isolation}", "-f", fmt]
+        if start.startswith("ts:"):
+            return cmd + ["-o", "s@" + start[3:], "-e"]
+        if start.startswith("end:"):
+            return cmd + ["-o", "end", "-c", start[4:], "-d", "fetch"]
+        return cmd + ["-o", "beginning", "-e"]
     raise ValueError(client)
+
+
+def consume(client, bootstrap, topic, isolation="read_uncommitted", timeout_s=90, start="beginning"):
+    """Read every partition of `topic` from START to the end offsets; canonical lines."""
+    out = _run(client, command(client, bootstrap, topic, isolation, timeout_s, start), timeout_s)
+    return parse_kcat(out) if client == "kcat" else _lines(out)
+
+
+class Tailing:
+    """A consumer started at the end of a topic that stops after `count` new records.
+    `start()` returns once the consumer is positioned (it says READY, or for kcat, its fetch
+    debug log shows a fetch for every partition), so records produced after it are all seen."""
+
+    def __init__(self, client, bootstrap, topic, partitions, count, timeout_s=120):
+        self.client = client
+        self.partitions = partitions
+        self.proc = subprocess.Popen(command(client, bootstrap, topic, "read_uncommitted", timeout_s, f"end:{count}"),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.timeout_s = timeout_s
+        self.stderr_tail = []
+
+    def wait_ready(self, timeout_s=60):
+        import re
+        import time
+        deadline = time.monotonic() + timeout_s
+        seen = set()
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            text = line.decode(errors="replace")
+            self.stderr_tail = (self.stderr_tail + [text])[-20:]
+            if text.strip() == "READY":
+                return self
+            m = re.search(r"Fetch topic \S+ \[(\d+)\] at offset (\d+)", text)
+            if m:
+                seen.add(int(m.group(1)))
+                if len(seen) == self.partitions:
+                    return self
+        self.proc.kill()
+        raise ClientError(f"{self.client} tailing consumer never became ready: {''.join(self.stderr_tail)}")
+
+    def result(self):
+        import threading
+        # Drain stderr (kcat's debug log is chatty) so the child never blocks on it.
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        try:
+            out, _ = self.proc.communicate(timeout=self.timeout_s + 30)
+        except subprocess.TimeoutExpired as e:
+            self.proc.kill()
+            raise ClientError(f"{self.client} tailing consumer did not finish") from e
+        if self.proc.returncode != 0:
+            raise ClientError(f"{self.client} tailing consumer exited {self.proc.returncode}")
+        return parse_kcat(out) if self.client == "kcat" else _lines(out)
 
 
 SEP = b"\x1e"  # record separator; the key and value follow as raw bytes, framed by their lengths
 
 
-def kcat(bootstrap, topic, isolation, timeout_s):
-    fmt = "%t\\t%p\\t%o\\t%T\\t%K\\t%S\\t%h\\t%k%s\\x1e"
-    cmd = ["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
-           "-X", f"isolation.level={isolation}", "-f", fmt]
-    out = _run("kcat", cmd, timeout_s)
+def parse_kcat(out):
     lines = []
     pos = 0
     while pos < len(out):
@@ -161,3 +214,15 @@ def consumer_perf(bootstrap, topic, messages, timeout_s=600):
     if r.returncode != 0:
         raise ClientError(f"ConsumerPerformance exited {r.returncode}: {r.stderr.decode(errors='replace')[-2000:]}")
     return r.stdout.decode()
+
+
+def end_offsets(bootstrap, topic, timeout_s=30):
+    """{partition: end offset} as the server at `bootstrap` reports it (kafka-python)."""
+    from kafka import KafkaConsumer, TopicPartition
+    c = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=timeout_s * 1000)
+    try:
+        parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        return {tp.partition: o for tp, o in c.end_offsets(tps).items()}
+    finally:
+        c.close()

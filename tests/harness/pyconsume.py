@@ -2,7 +2,8 @@
 topic from the start, reads to the end offsets seen at start and prints one canonical line per
 record: "topic partition offset timestamp key-hex value-sha256 headers".
 
-Usage: python3 pyconsume.py BOOTSTRAP TOPIC [read_committed|read_uncommitted] [TIMEOUT_S]
+Usage: python3 pyconsume.py BOOTSTRAP TOPIC [read_committed|read_uncommitted] [TIMEOUT_S] [START]
+START: beginning (default), ts:MILLIS or end:N (see the Java consumer).
 """
 import hashlib
 import sys
@@ -25,6 +26,7 @@ def main():
     bootstrap, topic = sys.argv[1], sys.argv[2]
     isolation = sys.argv[3] if len(sys.argv) > 3 else "read_uncommitted"
     timeout_s = int(sys.argv[4]) if len(sys.argv) > 4 else 60
+    start = sys.argv[5] if len(sys.argv) > 5 else "beginning"
     c = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation,
                       enable_auto_commit=False, group_id=None)
     deadline = time.monotonic() + timeout_s
@@ -37,10 +39,28 @@ def main():
         sys.exit(f"topic {topic} not found")
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     c.assign(tps)
-    c.seek_to_beginning(*tps)
     end = c.end_offsets(tps)
+    want = None
+    if start.startswith("ts:"):
+        found = c.offsets_for_times({tp: int(start[3:]) for tp in tps})
+        for tp in tps:
+            c.seek(tp, found[tp].offset if found.get(tp) is not None else end[tp])
+    elif start.startswith("end:"):
+        want = int(start[4:])
+        for tp in tps:
+            c.seek(tp, end[tp])
+        sys.stderr.write("READY\n")
+        sys.stderr.flush()
+    else:
+        c.seek_to_beginning(*tps)
     out = []
-    while any(c.position(tp) < end[tp] for tp in tps):
+
+    def done():
+        if want is not None:
+            return len(out) >= want
+        return all(c.position(tp) >= end[tp] for tp in tps)
+
+    while not done():
         if time.monotonic() > deadline:
             sys.stdout.write("".join(out))
             sys.exit(f"timed out before reaching the end offsets {end}")

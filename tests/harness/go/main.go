@@ -2,7 +2,9 @@
 // of a topic from the start, reads up to the end offsets seen at start, and prints one canonical
 // line per record: "topic partition offset timestamp key-hex value-sha256 headers".
 //
-// Usage: franzconsume BOOTSTRAP TOPIC [read_committed|read_uncommitted] [TIMEOUT_S]
+// Usage: franzconsume BOOTSTRAP TOPIC [read_committed|read_uncommitted] [TIMEOUT_S] [START]
+// START: beginning (default), ts:MILLIS (from the first record at or after that time, up to the
+// end offsets seen at start) or end:N (from the end until N new records arrived).
 package main
 
 import (
@@ -53,6 +55,10 @@ func main() {
 		}
 		timeout = time.Duration(n) * time.Second
 	}
+	start := "beginning"
+	if len(os.Args) > 5 {
+		start = os.Args[5]
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
@@ -72,14 +78,47 @@ func main() {
 		fmt.Fprintln(os.Stderr, "list end offsets:", err, ends.Error())
 		os.Exit(1)
 	}
-	admin.Close()
-
+	pos := map[int32]int64{}
 	want := map[int32]int64{}
 	assign := map[string]map[int32]kgo.Offset{topic: {}}
+	wantRecords := int64(-1)
+	var starts kadm.ListedOffsets
+	if strings.HasPrefix(start, "ts:") {
+		ms, err := strconv.ParseInt(start[3:], 10, 64)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bad start:", err)
+			os.Exit(2)
+		}
+		starts, err = adm.ListOffsetsAfterMilli(ctx, ms, topic)
+		if err != nil || starts.Error() != nil {
+			fmt.Fprintln(os.Stderr, "list offsets after milli:", err, starts.Error())
+			os.Exit(1)
+		}
+	} else if strings.HasPrefix(start, "end:") {
+		n, err := strconv.ParseInt(start[4:], 10, 64)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bad start:", err)
+			os.Exit(2)
+		}
+		wantRecords = n
+	}
+	admin.Close()
 	ends.Each(func(o kadm.ListedOffset) {
 		want[o.Partition] = o.Offset
-		assign[topic][o.Partition] = kgo.NewOffset().AtStart()
+		switch {
+		case starts != nil:
+			s, _ := starts.Lookup(topic, o.Partition)
+			assign[topic][o.Partition] = kgo.NewOffset().At(s.Offset)
+			pos[o.Partition] = s.Offset
+		case wantRecords >= 0:
+			assign[topic][o.Partition] = kgo.NewOffset().At(o.Offset)
+		default:
+			assign[topic][o.Partition] = kgo.NewOffset().AtStart()
+		}
 	})
+	if wantRecords >= 0 {
+		fmt.Fprintln(os.Stderr, "READY")
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(isolation),
 		kgo.KeepControlRecords())
 	if err != nil {
@@ -87,9 +126,12 @@ func main() {
 		os.Exit(1)
 	}
 	defer cl.Close()
-	pos := map[int32]int64{}
 	var out strings.Builder
+	got := int64(0)
 	done := func() bool {
+		if wantRecords >= 0 {
+			return got >= wantRecords
+		}
 		for p, end := range want {
 			if pos[p] < end {
 				return false
@@ -112,6 +154,7 @@ func main() {
 			if r.Attrs.IsControl() {
 				return // kept only so the position passes transaction markers
 			}
+			got++
 			hs := make([]string, 0, len(r.Headers))
 			for _, h := range r.Headers {
 				hs = append(hs, hex.EncodeToString([]byte(h.Key))+"="+hexOrNull(h.Value))

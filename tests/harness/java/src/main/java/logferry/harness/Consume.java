@@ -15,7 +15,10 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
  * of TOPIC, starts from the beginning, reads until every partition reaches its end offset as
  * seen at start, and prints one canonical line per record (see {@link Canon}).
  *
- * <p>Usage: {@code Consume BOOTSTRAP TOPIC [read_committed|read_uncommitted] [TIMEOUT_S]}
+ * <p>Usage: {@code Consume BOOTSTRAP TOPIC [read_committed|read_uncommitted] [TIMEOUT_S] [START]}
+ * where START is {@code beginning} (default), {@code ts:MILLIS} (first record at or after that
+ * timestamp, up to the end offsets seen at start) or {@code end:N} (from the end, until N new
+ * records arrived: a tailing consumer).
  */
 public final class Consume {
     public static void main(String[] args) {
@@ -31,17 +34,37 @@ public final class Consume {
         p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, args.length > 2 ? args[2] : "read_uncommitted");
         long timeoutMs = 1000L * (args.length > 3 ? Integer.parseInt(args[3]) : 60);
         String topic = args[1];
+        String start = args.length > 4 ? args[4] : "beginning";
         try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(p)) {
             List<TopicPartition> tps = new ArrayList<>();
             c.partitionsFor(topic, Duration.ofMillis(timeoutMs)).forEach(i -> tps.add(new TopicPartition(topic, i.partition())));
             c.assign(tps);
-            c.seekToBeginning(tps);
             var end = c.endOffsets(tps);
+            long want = -1;
+            if (start.startsWith("ts:")) {
+                long ts = Long.parseLong(start.substring(3));
+                java.util.Map<TopicPartition, Long> q = new java.util.HashMap<>();
+                for (TopicPartition tp : tps) q.put(tp, ts);
+                var found = c.offsetsForTimes(q);
+                for (TopicPartition tp : tps) {
+                    var o = found.get(tp);
+                    c.seek(tp, o == null ? end.get(tp) : o.offset());
+                }
+            } else if (start.startsWith("end:")) {
+                want = Long.parseLong(start.substring(4));
+                c.seekToEnd(tps);
+                for (TopicPartition tp : tps) c.position(tp);
+                System.err.println("READY");
+            } else {
+                c.seekToBeginning(tps);
+            }
             long deadline = System.currentTimeMillis() + timeoutMs;
             StringBuilder out = new StringBuilder();
+            long got = 0;
             while (true) {
                 boolean done = true;
-                for (TopicPartition tp : tps) if (c.position(tp) < end.get(tp)) done = false;
+                if (want >= 0) done = got >= want;
+                else for (TopicPartition tp : tps) if (c.position(tp) < end.get(tp)) done = false;
                 if (done) break;
                 if (System.currentTimeMillis() > deadline) {
                     System.out.print(out);
@@ -49,6 +72,7 @@ public final class Consume {
                     System.exit(1);
                 }
                 for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
+                    got++;
                     out.append(Canon.line(r.topic(), r.partition(), r.offset(), r.timestamp(), r.key(), r.value(), r.headers())).append('\n');
                 }
             }

@@ -1,0 +1,47 @@
+//! Fuzz target: request framing and decoding, then the handler, over the committed real fixture.
+//! Any input must produce a frame decision and an outcome (respond, park or close); never a
+//! panic, an abort or an unbounded allocation.
+#![no_main]
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use logferry::log::LogView;
+use logferry::protocol::{check_frame, handle_request, Context, ServeConfig, Visibility};
+
+#[global_allocator]
+static ALLOC: logferry::alloc::GuardedAlloc = logferry::alloc::GuardedAlloc;
+
+thread_local! {
+    static VIEW: RefCell<LogView> = RefCell::new(
+        LogView::open(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/logdir")], 64).expect("fixture"),
+    );
+}
+
+fn config() -> ServeConfig {
+    ServeConfig {
+        node_id: 1,
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 9192,
+        cluster_id: "fuzz".into(),
+        visibility: Visibility::LogEnd,
+        fetch_wait_ms_max: 0,
+        response_bytes_max: 1 << 20,
+        partitions_per_request_max: 1000,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // The framing decision on the raw stream...
+    let _ = check_frame(data, 1 << 20);
+    // ...and the whole request path on the bytes as a frame body.
+    let config = config();
+    VIEW.with(|v| {
+        let mut view = v.borrow_mut();
+        let mut ctx = Context { view: &mut view, config: &config };
+        let _ = handle_request(Bytes::copy_from_slice(data), &mut ctx, Instant::now());
+    });
+});

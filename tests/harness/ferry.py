@@ -1,0 +1,50 @@
+"""Start and stop `logferry serve` for the end-to-end tests: port 0, the bound address read from
+its start-up line, bounded waits, killed on every exit path."""
+import atexit
+import contextlib
+import os
+import subprocess
+import threading
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("LOGFERRY_BIN") or os.path.join(ROOT, "target", "release", "logferry")
+
+
+class Ferry:
+    def __init__(self, log_dirs, extra=(), rust_log="info"):
+        if not os.path.exists(BIN):
+            raise RuntimeError(f"logferry binary missing at {BIN}: run cargo build --release")
+        cmd = [BIN, "serve", "--listen", "127.0.0.1:0"]
+        for d in log_dirs:
+            cmd += ["--log-dir", d]
+        cmd += list(extra)
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env={**os.environ, "RUST_LOG": rust_log})
+        self.log = []
+        ready = threading.Event()
+        self.bootstrap = None
+
+        def read():
+            for raw in self.proc.stderr:
+                line = raw.decode(errors="replace").rstrip()
+                self.log.append(line)
+                if self.bootstrap is None and "serving on " in line:
+                    self.bootstrap = line.split("serving on ")[1].split()[0]
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        atexit.register(self.stop)
+        if not ready.wait(30):
+            self.stop()
+            raise TimeoutError("logferry serve did not print its address within 30 s:\n" + "\n".join(self.log[-20:]))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(15)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def warnings(self):
+        return [l for l in self.log if " WARN " in l or " ERROR " in l]

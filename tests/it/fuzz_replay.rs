@@ -1,0 +1,66 @@
+//! Replays the committed fuzz corpora and regression inputs on the stable toolchain, through the
+//! same code the fuzz targets drive: nothing may panic or abort. The test binary uses the same
+//! process allocator as `logferry` (declared in `main.rs`), which is what makes the huge-array
+//! regressions harmless.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bytes::Bytes;
+use logferry::log::scan::{Scanner, Step};
+use logferry::log::{records, LogView};
+use logferry::protocol::{check_frame, handle_request, Context, Outcome, ServeConfig, Visibility};
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn request_corpus_and_regressions() {
+    let mut view =
+        LogView::open(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logdir")], 64).unwrap();
+    let config = ServeConfig {
+        node_id: 1,
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 9192,
+        cluster_id: "replay".into(),
+        visibility: Visibility::LogEnd,
+        fetch_wait_ms_max: 0,
+        response_bytes_max: 1 << 20,
+        partitions_per_request_max: 1000,
+    };
+    let mut inputs = files("fuzz/corpus/request");
+    let regressions = files("fuzz/regressions/request");
+    assert!(!regressions.is_empty());
+    inputs.extend(regressions.iter().cloned());
+    assert!(inputs.len() > 100);
+    for path in &inputs {
+        let data = std::fs::read(path).unwrap();
+        let _ = check_frame(&data, 1 << 20);
+        let mut ctx = Context { view: &mut view, config: &config };
+        let (_, outcome) = handle_request(Bytes::from(data), &mut ctx, Instant::now());
+        if regressions.contains(path) {
+            assert!(matches!(outcome, Outcome::Close(_)), "{} must close the connection", path.display());
+        }
+    }
+}
+
+#[test]
+fn batch_scan_corpus() {
+    let inputs = files("fuzz/corpus/batch_scan");
+    assert!(inputs.len() > 10);
+    for path in inputs {
+        let file = std::fs::read(&path).unwrap();
+        let mut s = Scanner::new(&file, 0, file.len() as u64, true);
+        while let Step::Batch { position, header } = s.step() {
+            let end = (position + header.size()) as usize;
+            let _ = records::decode(&header, &file[position as usize..end]);
+        }
+    }
+}
