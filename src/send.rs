@@ -9,8 +9,19 @@
 //! caller closes that connection (product rule 2; Kafka's own `FileRecords.writeTo` has the same
 //! problem and the same answer).
 //!
-//! Per call, at most `write_bytes_max_per_call` bytes are sent so one fast reader cannot starve
-//! the loop; the caller comes back when the socket is writable again or on the next turn.
+//! Per call, at most `budget_bytes` are sent so one fast reader cannot starve the loop; the
+//! caller comes back when the socket is writable again or on the next turn.
+//!
+//! A limit of zero copy that no user-space code can close: bytes handed to `sendfile` are queued
+//! as references to page-cache pages, not copies. If the broker truncates the file after the call
+//! returned but before the bytes left the machine, the kernel zeroes the partial page at the cut in
+//! place and the queued bytes change. When the frame is then incomplete (the usual case: the next
+//! `sendfile` comes back short) the connection is closed and no client parses it. A frame that
+//! was already wholly queued can carry the zeroed bytes; every consumer checks batch CRCs
+//! (`check.crcs`, on by default) and rejects such a batch. Truncation of served bytes needs an
+//! unclean leader election, or `--visibility log-end` over a log that is truncated: with the
+//! checkpointed high watermark, the broker only truncates what logferry never served. Kafka's own
+//! `FileRecords.writeTo` has the same window.
 
 use std::collections::VecDeque;
 use std::fs::File;

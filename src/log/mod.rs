@@ -206,7 +206,14 @@ pub struct Segment {
     active: bool,
     /// Byte ranges known to hold only complete, CRC-valid batches (start → end).
     validated: BTreeMap<u64, u64>,
+    /// (base offset, position) of batches met by our own walks, about one per
+    /// `SPARSE_STEP_BYTES`: exact batch starts, so lookups need no index file (a segment the
+    /// broker has not indexed yet, or a directory written without indexes).
+    sparse: Vec<(i64, u64)>,
 }
+
+/// Distance between entries of a segment's in-memory sparse index (256 entries per GiB).
+const SPARSE_STEP_BYTES: u64 = 4 << 20;
 
 impl Segment {
     fn sibling(&self, suffix: &str) -> PathBuf {
@@ -444,6 +451,7 @@ impl Partition {
                         // validated past the new end may be rewritten.
                         s.scanned = None;
                         s.validated.clear();
+                        s.sparse.clear();
                     }
                     s.len = len;
                 }
@@ -463,6 +471,7 @@ impl Partition {
                             mapped_index: None,
                             active: false,
                             validated: BTreeMap::new(),
+                            sparse: Vec::new(),
                         },
                     );
                     events.push(LogEvent::SegmentAdded { tp: tp.clone(), base_offset: base });
@@ -520,12 +529,18 @@ impl Partition {
             }
         };
         let walk_start = state.end_position;
+        let mut last_sparse = seg.sparse.last().map(|&(_, p)| p);
+        let mut new_sparse = Vec::new();
         if state.end_position < len || state.stopped.is_some() {
             let mut scanner = Scanner::new(&*file, state.end_position, len, true);
             state.stopped = None;
             loop {
                 match scanner.step() {
                     Step::Batch { position, header } => {
+                        if last_sparse.is_none_or(|p| position >= p + SPARSE_STEP_BYTES) {
+                            new_sparse.push((header.base_offset, position));
+                            last_sparse = Some(position);
+                        }
                         if position == 0 {
                             state.first_offset = Some(header.base_offset);
                         }
@@ -553,6 +568,7 @@ impl Partition {
         let Some(seg) = self.segments.get_mut(&base) else { return Ok(None) };
         seg.len = len;
         seg.scanned = Some(state);
+        seg.sparse.extend(new_sparse);
         if state.end_position > walk_start {
             insert_range(&mut seg.validated, walk_start, state.end_position);
         }
@@ -612,8 +628,20 @@ impl Partition {
             let Some(file) = cache.open(&seg.log_path, seg.id).map_err(|e| LogError::io(&seg.log_path, e))? else {
                 continue;
             };
+            if offset >= scanned.next_offset {
+                // Every batch of this segment ends below `offset`: try the next one.
+                continue;
+            }
             let limit = scanned.end_position;
-            let from = if offset > base { index_floor(seg, &file, offset, limit) } else { 0 };
+            let from = if offset > base {
+                let sparse = match seg.sparse.partition_point(|&(b, _)| b <= offset) {
+                    0 => 0,
+                    i => seg.sparse[i - 1].1,
+                };
+                index_floor(seg, &file, offset, limit).max(sparse)
+            } else {
+                0
+            };
             let mut scanner = Scanner::new(&*file, from, limit, false);
             while let Step::Batch { position, header } = scanner.step() {
                 if header.last_offset() >= offset {

@@ -256,10 +256,16 @@ fn read_partition(
     if loc.header.base_offset >= bound {
         return a;
     }
-    // Upper position: where the batch at the bound starts when it is in this segment.
-    let max_position = match part.find(bound, &mut view.cache) {
-        Ok(Some(at)) if at.segment_base == loc.segment_base => at.position,
-        _ => loc.segment_end,
+    // Upper position: where the batch at the bound starts when it is in this segment (only
+    // looked up when the bound is below the segment's end, the rare case).
+    let segment_next = part.segments.get(&loc.segment_base).and_then(|s| s.scanned).map_or(i64::MAX, |s| s.next_offset);
+    let max_position = if bound >= segment_next {
+        loc.segment_end
+    } else {
+        match part.find(bound, &mut view.cache) {
+            Ok(Some(at)) if at.segment_base == loc.segment_base => at.position,
+            _ => loc.segment_end,
+        }
     };
     let first_batch = loc.header.size();
     if !min_one_message && first_batch > limit {

@@ -1,0 +1,319 @@
+//! Benchmark (not a test): one consumer reading a multi-GiB partition from the page cache through
+//! `logferry serve`, against the physical limits measured in the same run on the same files:
+//! a plain `sendfile` loop and a plain `read` + `write` loop to a loopback reader.
+//!
+//! The consumer speaks Fetch v12 like a real one (sequential offsets, `partition_max_bytes` as
+//! given) and discards the record bytes, so the server is what is measured. Server CPU seconds
+//! come from `/proc/<pid>/stat` (user + system) around the read.
+//!
+//! Run: `cargo bench --bench fetch_throughput` (env `LOGFERRY_BENCH_GIB`, default 2).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+const BATCH_PAYLOAD: usize = 64 << 10;
+const SEGMENT_BYTES: u64 = 1 << 30;
+
+fn varint(v: i64, out: &mut Vec<u8>) {
+    let mut u = ((v << 1) ^ (v >> 63)) as u64;
+    while u >= 0x80 {
+        out.push((u as u8) | 0x80);
+        u >>= 7;
+    }
+    out.push(u as u8);
+}
+
+/// One batch of 16 records of 4 KiB each.
+fn batch(base: i64, fill: u8) -> Vec<u8> {
+    let mut records = Vec::with_capacity(BATCH_PAYLOAD + 1024);
+    for i in 0..16 {
+        let mut body = vec![0u8];
+        varint(i, &mut body);
+        varint(i, &mut body);
+        varint(-1, &mut body);
+        varint((BATCH_PAYLOAD / 16) as i64, &mut body);
+        body.extend(std::iter::repeat_n(fill, BATCH_PAYLOAD / 16));
+        varint(0, &mut body);
+        varint(body.len() as i64, &mut records);
+        records.extend(body);
+    }
+    let mut b = Vec::with_capacity(records.len() + 61);
+    b.extend_from_slice(&base.to_be_bytes());
+    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&15i32.to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_015i64.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&16i32.to_be_bytes());
+    b.extend(records);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Writes `gib` GiB of batches into `dir/bench-0`, rolling at 1 GiB. Returns the segment paths.
+fn build(dir: &Path, gib: u64) -> (Vec<PathBuf>, i64) {
+    let pdir = dir.join("bench-0");
+    std::fs::create_dir_all(&pdir).unwrap();
+    let mut segments = Vec::new();
+    let mut offset = 0i64;
+    let total = gib << 30;
+    let mut written = 0u64;
+    while written < total {
+        let path = pdir.join(format!("{offset:020}.log"));
+        let mut f = std::io::BufWriter::with_capacity(8 << 20, File::create(&path).unwrap());
+        let mut seg = 0u64;
+        while seg + (BATCH_PAYLOAD as u64) < SEGMENT_BYTES && written < total {
+            let b = batch(offset, (offset % 251) as u8);
+            f.write_all(&b).unwrap();
+            seg += b.len() as u64;
+            written += b.len() as u64;
+            offset += 16;
+        }
+        f.flush().unwrap();
+        segments.push(path);
+    }
+    (segments, offset)
+}
+
+fn reader(listener: TcpListener) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return n,
+                Ok(k) => n += k as u64,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+}
+
+/// The limit: sendfile each segment whole to a loopback socket.
+fn sendfile_loop(segments: &[PathBuf]) -> (f64, u64) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let r = reader(l);
+    let s = TcpStream::connect(addr).unwrap();
+    let t = Instant::now();
+    let mut total = 0;
+    for p in segments {
+        let f = File::open(p).unwrap();
+        let len = f.metadata().unwrap().len();
+        let mut off: i64 = 0;
+        while (off as u64) < len {
+            let count = (len - off as u64).min(1 << 20) as usize;
+            let n = nix::sys::sendfile::sendfile64(s.as_fd(), f.as_fd(), Some(&mut off), count).unwrap();
+            total += n as u64;
+        }
+    }
+    drop(s);
+    let got = r.join().unwrap();
+    assert_eq!(got, total);
+    (t.elapsed().as_secs_f64(), total)
+}
+
+/// read + write through a 1 MiB user-space buffer.
+fn copy_loop(segments: &[PathBuf]) -> (f64, u64) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let r = reader(l);
+    let mut s = TcpStream::connect(addr).unwrap();
+    let t = Instant::now();
+    let mut total = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    for p in segments {
+        let mut f = File::open(p).unwrap();
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            s.write_all(&buf[..n]).unwrap();
+            total += n as u64;
+        }
+    }
+    drop(s);
+    assert_eq!(r.join().unwrap(), total);
+    (t.elapsed().as_secs_f64(), total)
+}
+
+fn uvarint(b: &[u8], at: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let x = b[*at];
+        *at += 1;
+        v |= u64::from(x & 0x7f) << shift;
+        if x & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// The record bytes of a one-topic, one-partition Fetch v12 response, without copying them
+/// (a consumer's decoder would look at them in place too).
+fn records_of_v12(b: &[u8], corr: i32) -> &[u8] {
+    assert_eq!(i32::from_be_bytes(b[0..4].try_into().unwrap()), corr);
+    let mut at = 4 + 1 + 4; // correlation id, header tags, throttle
+    assert_eq!(i16::from_be_bytes(b[at..at + 2].try_into().unwrap()), 0, "top-level error");
+    at += 2 + 4; // error code, session id
+    assert_eq!(uvarint(b, &mut at), 2, "one topic");
+    let name = uvarint(b, &mut at) as usize - 1;
+    at += name;
+    assert_eq!(uvarint(b, &mut at), 2, "one partition");
+    at += 4;
+    assert_eq!(i16::from_be_bytes(b[at..at + 2].try_into().unwrap()), 0, "partition error");
+    at += 2 + 8 + 8 + 8; // error, high watermark, last stable, log start
+    let aborted = uvarint(b, &mut at);
+    assert_eq!(aborted, 0, "read_uncommitted: null aborted list");
+    at += 4; // preferred read replica
+    let len = uvarint(b, &mut at) as usize - 1;
+    &b[at..at + len]
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// A consumer: sequential Fetch v12 from offset 0 to `end`, record bytes discarded.
+fn consume(addr: &str, end: i64, partition_max_bytes: i32) -> (f64, u64) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut offset = 0i64;
+    let mut bytes = 0u64;
+    let mut corr = 0;
+    let mut buf: Vec<u8> = Vec::new();
+    let t = Instant::now();
+    while offset < end {
+        corr += 1;
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("bench")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(partition_max_bytes)
+                    .with_current_leader_epoch(-1)
+                    .with_log_start_offset(-1)])]);
+        let header = RequestHeader::default()
+            .with_request_api_key(1)
+            .with_request_api_version(12)
+            .with_correlation_id(corr)
+            .with_client_id(Some(StrBytes::from_static_str("bench")));
+        let mut b = BytesMut::new();
+        header.encode(&mut b, 2).unwrap();
+        req.encode(&mut b, 12).unwrap();
+        let mut frame = (b.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&b);
+        s.write_all(&frame).unwrap();
+        let mut size = [0u8; 4];
+        s.read_exact(&mut size).unwrap();
+        let n = i32::from_be_bytes(size) as usize;
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        s.read_exact(&mut buf[..n]).unwrap();
+        let recs = records_of_v12(&buf[..n], corr);
+        bytes += recs.len() as u64;
+        // Walk whole batches only (a partial trailing batch is refetched), as consumers do.
+        let mut pos = 0usize;
+        while pos + 12 <= recs.len() {
+            let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().unwrap());
+            let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().unwrap()) as usize;
+            if pos + 12 + len > recs.len() {
+                break;
+            }
+            let delta = i32::from_be_bytes(recs[pos + 23..pos + 27].try_into().unwrap());
+            offset = base + i64::from(delta) + 1;
+            pos += 12 + len;
+        }
+        assert!(pos > 0, "no complete batch at offset {offset}");
+    }
+    (t.elapsed().as_secs_f64(), bytes)
+}
+
+fn main() {
+    let gib: u64 = std::env::var("LOGFERRY_BENCH_GIB").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let (segments, end) = build(tmp.path(), gib);
+    eprintln!("built {gib} GiB ({end} records) in {:.1} s", t.elapsed().as_secs_f64());
+    // Warm the page cache and measure the limits.
+    let _ = sendfile_loop(&segments);
+    let (sf_s, sf_b) = sendfile_loop(&segments);
+    let (cp_s, cp_b) = copy_loop(&segments);
+    let gbs = |b: u64, s: f64| b as f64 / s / 1e9;
+    println!("sendfile loop:     {:.2} GB/s", gbs(sf_b, sf_s));
+    println!("read+write loop:   {:.2} GB/s", gbs(cp_b, cp_s));
+
+    let bin = env!("CARGO_BIN_EXE_logferry");
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--log-dir",
+            tmp.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--visibility",
+            "log-end",
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("logferry exited").unwrap();
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    for pmb in [1 << 20, 8 << 20] {
+        // First pass validates CRCs (once per process); measure the second.
+        let _ = consume(&addr, end, pmb);
+        let cpu0 = cpu_seconds(child.id());
+        let (s, b) = consume(&addr, end, pmb);
+        let cpu = cpu_seconds(child.id()) - cpu0;
+        let rate = gbs(b, s);
+        println!(
+            "logferry, partition_max_bytes {} MiB: {:.2} GB/s = {:.0}% of sendfile loop, {:.0}% of read+write; server CPU {:.3} s per GiB",
+            pmb >> 20,
+            rate,
+            100.0 * rate / gbs(sf_b, sf_s),
+            100.0 * rate / gbs(cp_b, cp_s),
+            cpu / (b as f64 / f64::from(1u32 << 30))
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
