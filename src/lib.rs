@@ -21,6 +21,8 @@
 pub mod alloc;
 pub mod cli;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod send;
 pub mod server;
+pub mod systemd;

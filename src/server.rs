@@ -38,13 +38,20 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::log::tailer::Tailer;
-use crate::protocol::{self, fetch, Context, Outcome, ServeConfig};
+use crate::metrics::{self, HttpAsk, Metrics};
+use crate::protocol::{self, fetch, Context, Outcome, ServeConfig, Visibility};
 use crate::send::{Sent, WritePlan, WriteStatus};
+use crate::systemd::Notifier;
 
 const LISTENER: Token = Token(0);
 const INOTIFY: Token = Token(1);
 const SIGNALS: Token = Token(2);
-const FIRST_CONN: usize = 3;
+const METRICS_LISTENER: Token = Token(3);
+const FIRST_CONN: usize = 4;
+/// Metrics connections use tokens from here up (client connections stay far below it).
+const FIRST_METRICS_CONN: usize = 1 << 40;
+/// How often STATUS= is sent to systemd.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Loop limits, each with its unit in the name.
 #[derive(Clone, Debug)]
@@ -86,6 +93,17 @@ struct Conn {
     state: ConnState,
     last_progress: Instant,
     client_id: Option<String>,
+    /// When the request in flight was read, and whether it is a Fetch (for latency metrics).
+    request_at: Instant,
+    ready_at: Instant,
+    fetch_in_flight: bool,
+}
+
+/// A connection to the metrics endpoint: read one request, write one response, close.
+struct MetricsConn {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    out: Option<(Vec<u8>, usize)>,
 }
 
 /// Counters, exported by the metrics issue; kept here so tests can read them.
@@ -113,6 +131,11 @@ pub struct Server {
     limits: Limits,
     stopping: Option<Instant>,
     pub counters: Counters,
+    pub metrics: Metrics,
+    notifier: Notifier,
+    last_status: Option<Instant>,
+    metrics_listener: Option<TcpListener>,
+    metrics_conns: Vec<Option<MetricsConn>>,
 }
 
 /// Why the loop ended.
@@ -131,13 +154,7 @@ macro_rules! conn_log {
 impl Server {
     /// Binds `listen` (backlog 1024, SO_REUSEADDR) and registers everything with one Poll.
     pub fn bind(listen: SocketAddr, tailer: Tailer, config: ServeConfig, limits: Limits) -> io::Result<Self> {
-        let domain = if listen.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
-        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-        sock.set_reuse_address(true)?;
-        sock.set_nonblocking(true)?;
-        sock.bind(&listen.into())?;
-        sock.listen(1024)?;
-        let mut listener = TcpListener::from_std(sock.into());
+        let mut listener = bind_listener(listen)?;
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         if let Some(fd) = tailer.raw_fd() {
@@ -161,7 +178,21 @@ impl Server {
             limits,
             stopping: None,
             counters: Counters::default(),
+            metrics: Metrics::new(),
+            notifier: Notifier::from_env(),
+            last_status: None,
+            metrics_listener: None,
+            metrics_conns: Vec::new(),
         })
+    }
+
+    /// Serves `/metrics` and `/healthz` on `addr` from the same loop.
+    pub fn listen_metrics(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let mut l = bind_listener(addr)?;
+        self.poll.registry().register(&mut l, METRICS_LISTENER, Interest::READABLE)?;
+        let local = l.local_addr()?;
+        self.metrics_listener = Some(l);
+        Ok(local)
     }
 
     /// SIGTERM, SIGINT and SIGHUP as a descriptor in the loop (blocked for normal delivery).
@@ -208,6 +239,8 @@ impl Server {
     /// Runs until SIGTERM/SIGINT and a drain.
     pub fn run(&mut self) -> io::Result<Exit> {
         let mut events = Events::with_capacity(1024);
+        self.notifier.notify("READY=1");
+        self.send_status(Instant::now());
         loop {
             let now = Instant::now();
             if let Some(since) = self.stopping {
@@ -222,12 +255,15 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            let turn_start = Instant::now();
             let mut tailer_readable = false;
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
                     INOTIFY => tailer_readable = true,
                     SIGNALS => self.on_signal(),
+                    METRICS_LISTENER => self.accept_metrics(),
+                    Token(t) if t >= FIRST_METRICS_CONN => self.drive_metrics(t - FIRST_METRICS_CONN),
                     Token(t) => self.drive(t - FIRST_CONN),
                 }
             }
@@ -245,6 +281,15 @@ impl Server {
                 self.drive(i);
             }
             self.finish_closes();
+            self.notifier.tick(now);
+            if self.last_status.is_none_or(|t| now >= t + STATUS_INTERVAL) {
+                self.send_status(now);
+            }
+            self.metrics.connections.set(self.open_connections() as i64);
+            self.metrics
+                .parked_fetches
+                .set(self.conns.iter().flatten().filter(|c| matches!(c.state, ConnState::Parked(_))).count() as i64);
+            self.metrics.loop_iteration_seconds.observe(turn_start.elapsed().as_secs_f64());
             // Resume accepting a little below the cap, so accepting does not flap at the limit.
             let resume_at = self.limits.connections_max - (self.limits.connections_max / 10).max(1);
             if self.accept_paused && self.open_connections() <= resume_at {
@@ -254,8 +299,24 @@ impl Server {
         }
     }
 
+    fn send_status(&mut self, now: Instant) {
+        self.last_status = Some(now);
+        if self.notifier.enabled() {
+            self.notifier.notify(&format!(
+                "STATUS=serving {} partitions to {} connections; {} requests, {} bytes by sendfile",
+                self.tailer.view.partitions.len(),
+                self.open_connections(),
+                self.counters.requests,
+                self.counters.sent.file_bytes
+            ));
+        }
+    }
+
     fn next_timeout(&self, now: Instant) -> Duration {
         let mut next = self.tailer.next_deadline().min(now + Duration::from_secs(1));
+        if let Some(w) = self.notifier.next_watchdog(now) {
+            next = next.min(w);
+        }
         for c in self.conns.iter().flatten() {
             if let ConnState::Parked(p) = &c.state {
                 next = next.min(p.deadline);
@@ -276,6 +337,7 @@ impl Server {
                 }
                 Ok(sig) => {
                     log::info!("{sig}: no longer accepting; finishing in-flight responses");
+                    self.notifier.notify("STOPPING=1");
                     self.stopping = Some(Instant::now());
                     let _ = self.poll.registry().deregister(&mut self.listener);
                 }
@@ -325,8 +387,12 @@ impl Server {
                         state: ConnState::Reading,
                         last_progress: Instant::now(),
                         client_id: None,
+                        request_at: Instant::now(),
+                        ready_at: Instant::now(),
+                        fetch_in_flight: false,
                     });
                     self.counters.connections_accepted += 1;
+                    self.metrics.connections_accepted.inc();
                     log::debug!("conn={} peer={peer}: accepted", i + FIRST_CONN);
                     // Data may already be waiting; edge-triggered readiness will not repeat it.
                     self.ready.push_back(i);
@@ -384,12 +450,18 @@ impl Server {
                     let progressed = before - plan.remaining();
                     self.counters.sent.mem_bytes += sent.mem_bytes;
                     self.counters.sent.file_bytes += sent.file_bytes;
+                    self.metrics.sent(sent.file_bytes, sent.mem_bytes);
                     if progressed > 0 {
                         c.last_progress = Instant::now();
                     }
                     budget = budget.saturating_sub(progressed);
                     match status {
-                        Ok(WriteStatus::Done) => c.state = ConnState::Reading,
+                        Ok(WriteStatus::Done) => {
+                            if c.fetch_in_flight {
+                                self.metrics.fetch_send_seconds.observe(c.ready_at.elapsed().as_secs_f64());
+                            }
+                            c.state = ConnState::Reading;
+                        }
                         Ok(WriteStatus::Blocked) => {
                             if budget == 0 {
                                 self.ready.push_back(i);
@@ -398,6 +470,7 @@ impl Server {
                         }
                         Ok(WriteStatus::FileShrunk) => {
                             self.counters.file_shrunk += 1;
+                            self.metrics.file_shrunk.inc();
                             self.close(i, "a segment file shrank while its bytes were being sent".into(), true);
                             return;
                         }
@@ -415,6 +488,7 @@ impl Server {
                     match protocol::check_frame(&c.rbuf, self.limits.request_bytes_max) {
                         Err(e) => {
                             self.counters.protocol_errors += 1;
+                            self.metrics.protocol_violations.inc();
                             self.close(i, e.to_string(), true);
                             return;
                         }
@@ -456,7 +530,7 @@ impl Server {
     fn handle(&mut self, i: usize, frame: Bytes) {
         self.counters.requests += 1;
         let now = Instant::now();
-        let mut ctx = Context { view: &mut self.tailer.view, config: &self.config };
+        let mut ctx = Context { view: &mut self.tailer.view, config: &self.config, errors: Vec::new() };
         // Decoding is done by a third-party codec; a panic there must cost one connection only.
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| protocol::handle_request(frame, &mut ctx, now)));
@@ -464,17 +538,31 @@ impl Server {
             Ok(r) => r,
             Err(_) => (None, Outcome::Close("request handling panicked (malformed request?)".into())),
         };
+        for code in std::mem::take(&mut ctx.errors) {
+            self.metrics.error(code);
+        }
         let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        c.request_at = now;
+        c.ready_at = now;
+        c.fetch_in_flight = false;
         if let Some(m) = &meta {
             if c.client_id.is_none() {
                 c.client_id = m.client_id.clone();
             }
+            self.metrics.request(&format!("{:?}", m.api_key), m.api_version);
+            c.fetch_in_flight = m.api_key == kafka_protocol::messages::ApiKey::Fetch;
         }
         match outcome {
-            Outcome::Respond(plan) => c.state = ConnState::Writing(plan),
+            Outcome::Respond(plan) => {
+                if c.fetch_in_flight {
+                    self.metrics.fetch_wait_seconds.observe(0.0);
+                }
+                c.state = ConnState::Writing(plan);
+            }
             Outcome::Park(p) => c.state = ConnState::Parked(p),
             Outcome::Close(why) => {
                 self.counters.protocol_errors += 1;
+                self.metrics.protocol_violations.inc();
                 self.close(i, why, true);
             }
         }
@@ -489,10 +577,100 @@ impl Server {
             if only_expired && now < p.deadline {
                 continue;
             }
-            let mut ctx = Context { view: &mut self.tailer.view, config: &self.config };
+            let mut ctx = Context { view: &mut self.tailer.view, config: &self.config, errors: Vec::new() };
             if let Some(plan) = fetch::retry(p, &mut ctx, now) {
+                for code in ctx.errors {
+                    self.metrics.error(code);
+                }
+                self.metrics.fetch_wait_seconds.observe(now.duration_since(c.request_at).as_secs_f64());
+                c.ready_at = now;
                 c.state = ConnState::Writing(plan);
                 self.ready.push_back(i);
+            }
+        }
+    }
+
+    fn accept_metrics(&mut self) {
+        loop {
+            let Some(l) = &self.metrics_listener else { return };
+            match l.accept() {
+                Ok((mut stream, _)) => {
+                    let Some(i) = (0..metrics::METRICS_CONNECTIONS_MAX)
+                        .find(|&i| self.metrics_conns.get(i).is_none_or(|c| c.is_none()))
+                    else {
+                        // At the cap: refuse by closing at once (scrapers retry).
+                        continue;
+                    };
+                    if self.metrics_conns.len() <= i {
+                        self.metrics_conns.resize_with(i + 1, || None);
+                    }
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, Token(FIRST_METRICS_CONN + i), Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.metrics_conns[i] = Some(MetricsConn { stream, rbuf: Vec::new(), out: None });
+                    self.drive_metrics(i);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("metrics accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drive_metrics(&mut self, i: usize) {
+        let high_watermark_mode = self.config.visibility == Visibility::Checkpoint;
+        let done = loop {
+            let Some(Some(c)) = self.metrics_conns.get_mut(i) else { return };
+            if let Some((out, at)) = &mut c.out {
+                match io::Write::write(&mut c.stream, &out[*at..]) {
+                    Ok(n) => {
+                        *at += n;
+                        if *at == out.len() {
+                            break true;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break true,
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 1024];
+            match c.stream.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => c.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break true,
+            }
+            let response = match metrics::parse_http(&c.rbuf) {
+                HttpAsk::Incomplete => continue,
+                HttpAsk::Metrics => metrics::http_response(
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    &self.metrics.render(&self.tailer.view, high_watermark_mode),
+                ),
+                HttpAsk::Health => metrics::http_response("200 OK", "text/plain", "ok\n"),
+                HttpAsk::NotFound => {
+                    metrics::http_response("404 Not Found", "text/plain", "try /metrics or /healthz\n")
+                }
+                HttpAsk::Bad => metrics::http_response("400 Bad Request", "text/plain", "bad request\n"),
+            };
+            if let Some(Some(c)) = self.metrics_conns.get_mut(i) {
+                c.out = Some((response, 0));
+            }
+        };
+        if done {
+            if let Some(mut c) = self.metrics_conns.get_mut(i).and_then(Option::take) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
             }
         }
     }
@@ -509,4 +687,15 @@ impl Server {
             }
         }
     }
+}
+
+/// A non-blocking listener with SO_REUSEADDR and a backlog of 1024.
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    Ok(TcpListener::from_std(sock.into()))
 }

@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let config = config();
     VIEW.with(|v| {
         let mut view = v.borrow_mut();
-        let mut ctx = Context { view: &mut view, config: &config };
+        let mut ctx = Context { view: &mut view, config: &config, errors: Vec::new() };
         let _ = handle_request(Bytes::copy_from_slice(data), &mut ctx, Instant::now());
     });
 });

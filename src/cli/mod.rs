@@ -44,6 +44,19 @@ pub struct ServeArgs {
     #[argh(option)]
     pub log_dir: Vec<PathBuf>,
 
+    /// the broker's server.properties: its log.dirs (or log.dir) become the log directories and
+    /// its node.id the default node id, so the common set-up is this one flag
+    #[argh(option)]
+    pub broker_config: Option<PathBuf>,
+
+    /// serve Prometheus metrics on http://HOST:PORT/metrics and a health check on /healthz
+    #[argh(option)]
+    pub metrics_listen: Option<String>,
+
+    /// do not use inotify; follow the log dirs by periodic rescans (and SIGHUP) only
+    #[argh(switch)]
+    pub no_inotify: bool,
+
     /// address to listen on, HOST:PORT (default 127.0.0.1:9192)
     #[argh(option, default = "String::from(\"127.0.0.1:9192\")")]
     pub listen: String,
@@ -143,11 +156,22 @@ pub struct TailArgs {
     pub dirs: Vec<std::path::PathBuf>,
 }
 
-/// Sets up logging: `RUST_LOG` (default `info`), no timestamps under journald.
+/// Sets up logging: `RUST_LOG` (default `info`). Under systemd (`JOURNAL_STREAM` set), no
+/// timestamps (journald adds them) and a `<N>` syslog priority prefix per line so journald keeps
+/// the levels (`sd-daemon(3)`).
 pub fn init_logging() {
     let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     if std::env::var_os("JOURNAL_STREAM").is_some() {
-        b.format_timestamp(None);
+        b.format(|buf, record| {
+            use std::io::Write;
+            let priority = match record.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            writeln!(buf, "<{priority}>{}: {}", record.target(), record.args())
+        });
     }
     // A second init (tests) is harmless.
     let _ = b.try_init();

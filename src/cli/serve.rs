@@ -31,10 +31,54 @@ fn host_port(s: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
-pub fn run(args: &ServeArgs) -> ExitCode {
-    if args.log_dir.is_empty() {
-        return fail("at least one --log-dir is required");
+/// `log.dirs` (or `log.dir`) and `node.id` (or `broker.id`) from a broker's server.properties.
+pub fn read_broker_config(path: &Path) -> Result<(Vec<std::path::PathBuf>, Option<i32>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--broker-config {}: {e}", path.display()))?;
+    let props = crate::log::meta::parse_properties(&text);
+    let dirs = props
+        .get("log.dirs")
+        .or_else(|| props.get("log.dir"))
+        .map(|v| {
+            v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(std::path::PathBuf::from).collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    if dirs.is_empty() {
+        return Err(format!("--broker-config {}: no log.dirs or log.dir", path.display()));
     }
+    let node = match props.get("node.id").or_else(|| props.get("broker.id")) {
+        Some(v) => Some(
+            v.parse::<i32>()
+                .map_err(|_| format!("--broker-config {}: node.id {v:?} is not a number", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok((dirs, node))
+}
+
+pub fn run(args: &ServeArgs) -> ExitCode {
+    let mut log_dirs = args.log_dir.clone();
+    let mut config_node = None;
+    if let Some(path) = &args.broker_config {
+        match read_broker_config(path) {
+            Ok((dirs, node)) => {
+                if log_dirs.is_empty() {
+                    log_dirs = dirs;
+                }
+                config_node = node;
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    if log_dirs.is_empty() {
+        return fail("at least one --log-dir (or --broker-config) is required");
+    }
+    let metrics_addr: Option<SocketAddr> = match &args.metrics_listen {
+        None => None,
+        Some(m) => match m.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => Some(a),
+            _ => return fail(format!("--metrics-listen {m:?} is not a HOST:PORT that resolves")),
+        },
+    };
     let Some((_, _)) = host_port(&args.listen) else {
         return fail(format!("--listen {:?} is not HOST:PORT", args.listen));
     };
@@ -53,7 +97,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         "log-end" => Visibility::LogEnd,
         "checkpoint" => Visibility::Checkpoint,
         "auto" => {
-            if args.log_dir.iter().any(|d| Path::new(d).join("replication-offset-checkpoint").exists()) {
+            if log_dirs.iter().any(|d| Path::new(d).join("replication-offset-checkpoint").exists()) {
                 Visibility::Checkpoint
             } else {
                 Visibility::LogEnd
@@ -70,13 +114,13 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return fail(format!("{name} must be at least 1"));
         }
     }
-    let view = match LogView::open(&args.log_dir, args.segments_open_max) {
+    let view = match LogView::open(&log_dirs, args.segments_open_max) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
     let cluster_id = view.cluster_id().map(str::to_string).unwrap_or_else(|| "logferry".to_string());
-    let node_id = args.node_id.or(view.node_id()).unwrap_or(0);
-    let tailer = Tailer::new(view, true, args.rescan_ms, Instant::now());
+    let node_id = args.node_id.or(config_node).or(view.node_id()).unwrap_or(0);
+    let tailer = Tailer::new(view, !args.no_inotify, args.rescan_ms, Instant::now());
     let config = ServeConfig {
         node_id,
         advertised_host: String::new(),
@@ -113,9 +157,16 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     });
     server.set_advertised(adv_host, i32::from(adv_port));
     let config = server.config().clone();
-    let dirs: Vec<String> = args.log_dir.iter().map(|d| d.display().to_string()).collect();
+    let metrics_note = match metrics_addr {
+        Some(a) => match server.listen_metrics(a) {
+            Ok(bound) => format!(", metrics on http://{bound}/metrics"),
+            Err(e) => return fail(format!("cannot listen on --metrics-listen {a}: {e}")),
+        },
+        None => String::new(),
+    };
+    let dirs: Vec<String> = log_dirs.iter().map(|d| d.display().to_string()).collect();
     log::info!(
-        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}",
+        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}{metrics_note}",
         env!("CARGO_PKG_VERSION"),
         config.advertised_host,
         config.advertised_port,

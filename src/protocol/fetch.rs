@@ -183,6 +183,7 @@ pub fn plan(meta: &RequestMeta, req: &FetchRequest, ctx: &mut Context<'_>) -> Fe
         for p in &t.partitions {
             let Some(name) = name.as_ref() else {
                 topic.partitions.push(PartitionAnswer::error(p.partition, error_code::UNKNOWN_TOPIC_ID));
+                ctx.errors.push(error_code::UNKNOWN_TOPIC_ID);
                 answer.any_error = true;
                 continue;
             };
@@ -191,6 +192,7 @@ pub fn plan(meta: &RequestMeta, req: &FetchRequest, ctx: &mut Context<'_>) -> Fe
             let a = read_partition(ctx, &tp, p, read_committed, partition_limit, min_one_message);
             if a.error_code != error_code::NONE {
                 answer.any_error = true;
+                ctx.errors.push(a.error_code);
             }
             let n = a.record_bytes();
             if n > 0 {

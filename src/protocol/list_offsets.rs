@@ -54,6 +54,9 @@ pub fn handle(meta: &RequestMeta, req: &ListOffsetsRequest, ctx: &mut Context<'_
                 log::error!("ListOffsets {tp}: {e}");
                 Answer { error: error_code::KAFKA_STORAGE_ERROR, ..not_found() }
             });
+            if a.error != error_code::NONE {
+                ctx.errors.push(a.error);
+            }
             partitions.push(
                 ListOffsetsPartitionResponse::default()
                     .with_partition_index(p.partition_index)

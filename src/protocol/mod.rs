@@ -166,6 +166,8 @@ pub struct Bounds {
 pub struct Context<'a> {
     pub view: &'a mut LogView,
     pub config: &'a ServeConfig,
+    /// Error codes the handlers answered with, for metrics.
+    pub errors: Vec<i16>,
 }
 
 impl Context<'_> {

@@ -60,6 +60,9 @@ pub fn handle(meta: &RequestMeta, req: &OffsetForLeaderEpochRequest, ctx: &mut C
                     r.with_error_code(error_code::KAFKA_STORAGE_ERROR).with_leader_epoch(-1).with_end_offset(-1)
                 }
             };
+            if r.error_code != error_code::NONE {
+                ctx.errors.push(r.error_code);
+            }
             partitions.push(r);
         }
         topics.push(OffsetForLeaderTopicResult::default().with_topic(t.topic.clone()).with_partitions(partitions));

@@ -43,7 +43,7 @@ fn request_corpus_and_regressions() {
     for path in &inputs {
         let data = std::fs::read(path).unwrap();
         let _ = check_frame(&data, 1 << 20);
-        let mut ctx = Context { view: &mut view, config: &config };
+        let mut ctx = Context { view: &mut view, config: &config, errors: Vec::new() };
         let (_, outcome) = handle_request(Bytes::from(data), &mut ctx, Instant::now());
         if regressions.contains(path) {
             assert!(matches!(outcome, Outcome::Close(_)), "{} must close the connection", path.display());

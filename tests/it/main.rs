@@ -8,5 +8,6 @@ static ALLOC: logferry::alloc::GuardedAlloc = logferry::alloc::GuardedAlloc;
 mod fixture;
 mod fuzz_replay;
 mod serve;
+mod service;
 mod sim;
 mod util;

@@ -49,9 +49,31 @@ impl Served {
     pub fn logdir(&self) -> PathBuf {
         self.dir.path().join("logdir")
     }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits (bounded) for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 pub fn serve(extra: &[&str]) -> Served {
+    serve_with_env(extra, &[])
+}
+
+pub fn serve_with_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logdir"), &dir.path().join("logdir"));
     let logdir = dir.path().join("logdir");
@@ -60,6 +82,7 @@ pub fn serve(extra: &[&str]) -> Served {
         .args(if extra.contains(&"--rescan-ms") { &[][..] } else { &["--rescan-ms", "200"][..] })
         .args(extra)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn logferry");
@@ -86,7 +109,7 @@ pub fn serve(extra: &[&str]) -> Served {
 }
 
 pub struct Client {
-    s: TcpStream,
+    pub s: TcpStream,
     correlation: i32,
 }
 
@@ -141,11 +164,11 @@ impl Client {
     }
 }
 
-fn topic(name: &str) -> TopicName {
+pub fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.into()))
 }
 
-fn fetch_req(topic_name: &str, topic_id: uuid::Uuid, partition: i32, offset: i64, isolation: i8) -> FetchRequest {
+pub fn fetch_req(topic_name: &str, topic_id: uuid::Uuid, partition: i32, offset: i64, isolation: i8) -> FetchRequest {
     FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(0)
@@ -163,7 +186,7 @@ fn fetch_req(topic_name: &str, topic_id: uuid::Uuid, partition: i32, offset: i64
         )])
 }
 
-fn topic_id_of(c: &mut Client, name: &str) -> uuid::Uuid {
+pub fn topic_id_of(c: &mut Client, name: &str) -> uuid::Uuid {
     let m = c.call(
         12,
         &MetadataRequest::default()
@@ -238,7 +261,7 @@ fn metadata_every_version() {
     assert_eq!(r.topics[0].error_code, 100);
 }
 
-fn list_offsets(
+pub fn list_offsets(
     c: &mut Client,
     v: i16,
     name: &str,

@@ -1,0 +1,252 @@
+//! Metrics: what the server counts, and the `/metrics` + `/healthz` HTTP endpoint that exposes it.
+//!
+//! Owns the metric families (names below, Prometheus/OpenMetrics text via the
+//! `prometheus-client` crate) and the tiny HTTP side: requests are parsed with `httparse`, served
+//! from the same event loop, one response per connection, bounded (`METRICS_CONNECTIONS_MAX`
+//! connections, `METRICS_REQUEST_BYTES_MAX` per request). Per-partition gauges are refreshed from
+//! the log view at scrape time, so their cost is paid only when scraped. Cardinality: one series
+//! per (API, version), per error code, and per partition served.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::log::LogView;
+
+pub const METRICS_CONNECTIONS_MAX: usize = 16;
+pub const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<Labels, Counter>,
+    pub errors: Family<Labels, Counter>,
+    pub protocol_violations: Counter,
+    pub sent_bytes: Family<Labels, Counter>,
+    pub fetch_wait_seconds: Histogram,
+    pub fetch_send_seconds: Histogram,
+    pub parked_fetches: Gauge,
+    pub connections: Gauge,
+    pub connections_accepted: Counter,
+    pub file_shrunk: Counter,
+    pub open_files: Gauge,
+    pub loop_iteration_seconds: Histogram,
+    exposed_end: Family<Labels, Gauge>,
+    unexposed_bytes: Family<Labels, Gauge>,
+    visibility_lag: Family<Labels, Gauge>,
+    checkpoint_age_seconds: Family<Labels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("logferry");
+        let m = Metrics {
+            requests: Family::default(),
+            errors: Family::default(),
+            protocol_violations: Counter::default(),
+            sent_bytes: Family::default(),
+            fetch_wait_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            fetch_send_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 18)),
+            parked_fetches: Gauge::default(),
+            connections: Gauge::default(),
+            connections_accepted: Counter::default(),
+            file_shrunk: Counter::default(),
+            open_files: Gauge::default(),
+            loop_iteration_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 18)),
+            exposed_end: Family::default(),
+            unexposed_bytes: Family::default(),
+            visibility_lag: Family::default(),
+            checkpoint_age_seconds: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Requests handled, by API and version", m.requests.clone());
+        registry.register(
+            "response_errors",
+            "Error codes returned (per partition or request), by code",
+            m.errors.clone(),
+        );
+        registry.register(
+            "protocol_violations",
+            "Connections closed for bad input or unsupported requests",
+            m.protocol_violations.clone(),
+        );
+        registry.register(
+            "sent_bytes",
+            "Bytes written to clients: path=sendfile (zero copy) or copy (memory)",
+            m.sent_bytes.clone(),
+        );
+        registry.register(
+            "fetch_wait_seconds",
+            "Time a Fetch waited (long poll) before its response was ready",
+            m.fetch_wait_seconds.clone(),
+        );
+        registry.register(
+            "fetch_send_seconds",
+            "Time from a Fetch response being ready to its last byte written",
+            m.fetch_send_seconds.clone(),
+        );
+        registry.register("parked_fetches", "Fetches waiting for data", m.parked_fetches.clone());
+        registry.register("connections", "Open client connections", m.connections.clone());
+        registry.register("connections_accepted", "Client connections accepted", m.connections_accepted.clone());
+        registry.register(
+            "file_shrunk",
+            "Connections closed because a file shrank under their response",
+            m.file_shrunk.clone(),
+        );
+        registry.register("open_files", "Segment files held open by the log model", m.open_files.clone());
+        registry.register(
+            "loop_iteration_seconds",
+            "Event loop work per iteration (excluding the wait in poll)",
+            m.loop_iteration_seconds.clone(),
+        );
+        registry.register(
+            "partition_exposed_end_offset",
+            "Offset after the last complete, CRC-valid batch",
+            m.exposed_end.clone(),
+        );
+        registry.register(
+            "partition_unexposed_bytes",
+            "Bytes in the active segment past the last complete batch (a write in progress, or a torn tail)",
+            m.unexposed_bytes.clone(),
+        );
+        registry.register(
+            "partition_visibility_lag_offsets",
+            "Log end offset minus the offset consumers may read up to (the high watermark)",
+            m.visibility_lag.clone(),
+        );
+        registry.register(
+            "checkpoint_age_seconds",
+            "Age of the broker's replication-offset-checkpoint, per log dir",
+            m.checkpoint_age_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn request(&self, api: &str, version: i16) {
+        self.requests.get_or_create(&vec![("api".into(), api.into()), ("version".into(), version.to_string())]).inc();
+    }
+
+    pub fn error(&self, code: i16) {
+        self.errors.get_or_create(&vec![("code".into(), code.to_string())]).inc();
+    }
+
+    pub fn sent(&self, file_bytes: u64, mem_bytes: u64) {
+        if file_bytes > 0 {
+            self.sent_bytes.get_or_create(&vec![("path".into(), "sendfile".into())]).inc_by(file_bytes);
+        }
+        if mem_bytes > 0 {
+            self.sent_bytes.get_or_create(&vec![("path".into(), "copy".into())]).inc_by(mem_bytes);
+        }
+    }
+
+    /// Refreshes per-partition gauges from the view, then renders everything.
+    pub fn render(&self, view: &LogView, high_watermark_mode: bool) -> String {
+        for (tp, p) in &view.partitions {
+            let labels = vec![("topic".into(), tp.topic.clone()), ("partition".into(), tp.partition.to_string())];
+            let end = p.log_end_offset();
+            self.exposed_end.get_or_create(&labels).set(end);
+            let unexposed = p
+                .segments
+                .values()
+                .next_back()
+                .map_or(0, |s| s.len.saturating_sub(s.scanned.map_or(0, |x| x.end_position)));
+            self.unexposed_bytes.get_or_create(&labels).set(unexposed as i64);
+            let hw = if high_watermark_mode {
+                p.high_watermark_checkpoint.unwrap_or(p.log_start_offset()).min(end)
+            } else {
+                end
+            };
+            self.visibility_lag.get_or_create(&labels).set(end - hw);
+        }
+        for d in &view.dirs {
+            let age = std::fs::metadata(d.path.join("replication-offset-checkpoint"))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .map_or(-1, |a: Duration| a.as_secs() as i64);
+            self.checkpoint_age_seconds.get_or_create(&vec![("log_dir".into(), d.path.display().to_string())]).set(age);
+        }
+        self.open_files.set(view.cache.open_count() as i64);
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// What an HTTP request to the metrics listener asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HttpAsk {
+    Incomplete,
+    Metrics,
+    Health,
+    NotFound,
+    Bad,
+}
+
+/// Parses a (possibly partial) HTTP/1.x request.
+pub fn parse_http(buf: &[u8]) -> HttpAsk {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() < METRICS_REQUEST_BYTES_MAX => HttpAsk::Incomplete,
+        Ok(httparse::Status::Partial) | Err(_) => HttpAsk::Bad,
+        Ok(httparse::Status::Complete(_)) => match (req.method, req.path.map(|p| p.split('?').next().unwrap_or(p))) {
+            (Some("GET"), Some("/metrics")) => HttpAsk::Metrics,
+            (Some("GET"), Some("/healthz")) => HttpAsk::Health,
+            _ => HttpAsk::NotFound,
+        },
+    }
+}
+
+/// A whole HTTP/1.1 response that closes the connection.
+pub fn http_response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_requests() {
+        assert_eq!(parse_http(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), HttpAsk::Metrics);
+        assert_eq!(parse_http(b"GET /healthz HTTP/1.0\r\n\r\n"), HttpAsk::Health);
+        assert_eq!(parse_http(b"GET /metrics HTTP/1.1\r\nHost"), HttpAsk::Incomplete);
+        assert_eq!(parse_http(b"POST /metrics HTTP/1.1\r\n\r\n"), HttpAsk::NotFound);
+        assert_eq!(parse_http(b"\x00\x01garbage\r\n\r\n"), HttpAsk::Bad);
+        assert_eq!(parse_http(&vec![b'a'; METRICS_REQUEST_BYTES_MAX + 1]), HttpAsk::Bad);
+    }
+
+    #[test]
+    fn renders_open_metrics_text() {
+        let m = Metrics::new();
+        m.request("Fetch", 12);
+        m.error(1);
+        m.sent(100, 20);
+        let d = tempfile::tempdir().unwrap();
+        let view = LogView::open(&[d.path().to_path_buf()], 4).unwrap();
+        let text = m.render(&view, false);
+        assert!(text.contains("logferry_requests_total{api=\"Fetch\",version=\"12\"} 1"), "{text}");
+        assert!(text.contains("logferry_sent_bytes_total{path=\"sendfile\"} 100"));
+        assert!(text.contains("logferry_response_errors_total{code=\"1\"} 1"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
