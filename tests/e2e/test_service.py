@@ -60,3 +60,23 @@ def test_counters_move_as_a_consumer_reads(served):
     assert value(after, "logferry_loop_iteration_seconds_count") > value(before, "logferry_loop_iteration_seconds_count")
     # Reading from an offset past the end is answered with an error code, which is counted.
     assert value(after, "logferry_partition_visibility_lag_offsets", topic="gzip", partition="0") == 0
+
+
+def test_unit_verifies_and_is_hardened(tmp_path):
+    """systemd-analyze accepts the unit and rates its exposure 2.0 or better."""
+    import re
+    import subprocess
+    unit = open(os.path.join(os.path.dirname(__file__), "..", "..", "systemd", "logferry.service")).read()
+    path = tmp_path / "logferry.service"
+    path.write_text(unit.replace("/usr/local/bin/logferry", os.path.abspath(broker_bin())))
+    v = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
+    assert v.returncode == 0, v.stdout + v.stderr
+    s = subprocess.run(["systemd-analyze", "security", "--offline=true", str(path)], capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for logferry.service: ([0-9.]+)", s.stdout + s.stderr)
+    assert m, s.stdout + s.stderr
+    assert float(m.group(1)) <= 2.0, m.group(0)
+
+
+def broker_bin():
+    from ferry import BIN
+    return BIN

@@ -6,11 +6,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-if ! command -v kcat >/dev/null 2>&1; then
-  echo "install: kcat (Debian)"
+if ! command -v kcat >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "install: kcat, systemd-analyze (Debian)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq kcat >/dev/null
+  apt-get install -y -qq kcat systemd >/dev/null
 fi
 
 echo "install: Python packages"
@@ -30,7 +30,7 @@ if [ ! -x "$here/target/franzconsume" ] || [ -n "$(find "$here/go" -newer "$here
   (cd "$here/go" && go build -o "$here/target/franzconsume" .)
 fi
 
-for tool in kcat java go python3; do
+for tool in kcat java go python3 systemd-analyze; do
   command -v "$tool" >/dev/null || { echo "install: $tool is still missing" >&2; exit 1; }
 done
 python3 -c "from kafka.codec import has_snappy, has_lz4, has_zstd; assert has_snappy() and has_lz4() and has_zstd(), 'kafka-python codecs missing'"
