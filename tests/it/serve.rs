@@ -630,3 +630,54 @@ fn a_file_that_shrinks_mid_send_closes_only_that_connection() {
     let mut other = Client::connect(s.addr);
     assert_eq!(other.call(3, &ApiVersionsRequest::default()).error_code, 0);
 }
+
+#[test]
+fn fenced_epoch_corrupt_batch_and_unknown_session() {
+    // FENCED_LEADER_EPOCH needs a current epoch above 0: the copy's plain-0 gets epoch 5.
+    // CORRUPT_MESSAGE: one flipped byte in gzip-0's first batch. Session ids: sessions are never
+    // handed out, so an incremental fetch names an unknown one (FETCH_SESSION_ID_NOT_FOUND).
+    let dir_setup = |logdir: &Path| {
+        std::fs::write(logdir.join("plain-0/leader-epoch-checkpoint"), "0\n2\n0 0\n5 10\n").unwrap();
+        let seg = logdir.join("gzip-0/00000000000000000000.log");
+        let mut b = std::fs::read(&seg).unwrap();
+        b[100] ^= 0xff;
+        std::fs::write(&seg, b).unwrap();
+    };
+    let s2 = {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logdir"), &dir.path().join("logdir"));
+        dir_setup(&dir.path().join("logdir"));
+        let logdir = dir.path().join("logdir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_logferry"))
+            .args(["serve", "--log-dir", logdir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("started").unwrap();
+            if let Some(rest) = line.split("serving on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Served { child, addr: addr.parse().unwrap(), dir }
+    };
+    let mut c = Client::connect(s2.addr);
+    let id = topic_id_of(&mut c, "plain");
+    let mut req = fetch_req("plain", id, 0, 0, 0);
+    req.topics[0].partitions[0].current_leader_epoch = 4;
+    assert_eq!(c.call(12, &req).responses[0].partitions[0].error_code, 74);
+    req.topics[0].partitions[0].current_leader_epoch = 5;
+    assert_eq!(c.call(12, &req).responses[0].partitions[0].error_code, 0);
+    assert_eq!(list_offsets(&mut c, 5, "plain", 0, -1, 3, 0).error_code, 74);
+    let gid = topic_id_of(&mut c, "gzip");
+    assert_eq!(c.call(12, &fetch_req("gzip", gid, 0, 0, 0)).responses[0].partitions[0].error_code, 2);
+    let mut inc = fetch_req("plain", id, 1, 0, 0);
+    inc.session_id = 1234;
+    inc.session_epoch = 3;
+    let r = c.call(12, &inc);
+    assert_eq!(r.error_code, 70);
+    assert!(r.responses.is_empty());
+}
