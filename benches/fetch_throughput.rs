@@ -191,12 +191,12 @@ fn records_of_v12(b: &[u8], corr: i32) -> &[u8] {
     &b[at..at + len]
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
+/// (user, system) CPU seconds of a process.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
+    (f[11].parse::<f64>().unwrap() / 100.0, f[12].parse::<f64>().unwrap() / 100.0)
 }
 
 /// A consumer: sequential Fetch v12 from offset 0 to `end`, record bytes discarded.
@@ -301,17 +301,20 @@ fn main() {
     for pmb in [1 << 20, 8 << 20] {
         // First pass validates CRCs (once per process); measure the second.
         let _ = consume(&addr, end, pmb);
-        let cpu0 = cpu_seconds(child.id());
+        let (u0, s0) = cpu_seconds(child.id());
         let (s, b) = consume(&addr, end, pmb);
-        let cpu = cpu_seconds(child.id()) - cpu0;
+        let (u1, s1) = cpu_seconds(child.id());
+        let gib = b as f64 / f64::from(1u32 << 30);
         let rate = gbs(b, s);
         println!(
-            "logferry, partition_max_bytes {} MiB: {:.2} GB/s = {:.0}% of sendfile loop, {:.0}% of read+write; server CPU {:.3} s per GiB",
+            "logferry, partition_max_bytes {} MiB: {:.2} GB/s = {:.0}% of sendfile loop, {:.0}% of read+write; server CPU {:.3} s per GiB ({:.3} user, {:.3} system)",
             pmb >> 20,
             rate,
             100.0 * rate / gbs(sf_b, sf_s),
             100.0 * rate / gbs(cp_b, cp_s),
-            cpu / (b as f64 / f64::from(1u32 << 30))
+            (u1 - u0 + s1 - s0) / gib,
+            (u1 - u0) / gib,
+            (s1 - s0) / gib
         );
     }
     let _ = child.kill();
