@@ -70,13 +70,19 @@ impl Served {
 }
 
 pub fn serve(extra: &[&str]) -> Served {
-    serve_with_env(extra, &[])
+    serve_with(extra, &[], |_| {})
 }
 
 pub fn serve_with_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
+    serve_with(extra, env, |_| {})
+}
+
+/// Copies the fixture, lets `setup` change the copy, then starts `logferry serve` on it.
+pub fn serve_with(extra: &[&str], env: &[(&str, &str)], setup: impl FnOnce(&Path)) -> Served {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logdir"), &dir.path().join("logdir"));
     let logdir = dir.path().join("logdir");
+    setup(&logdir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_logferry"))
         .args(["serve", "--log-dir", logdir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(if extra.contains(&"--rescan-ms") { &[][..] } else { &["--rescan-ms", "200"][..] })
@@ -106,6 +112,33 @@ pub fn serve_with_env(extra: &[&str], env: &[(&str, &str)]) -> Served {
     });
     let addr = rx.recv_timeout(Duration::from_secs(20)).expect("logferry did not print its address");
     Served { child, addr: addr.parse().unwrap(), dir }
+}
+
+/// The active (last) `.log` of a partition directory in the served copy.
+pub fn active_segment(s: &Served, partition_dir: &str) -> PathBuf {
+    std::fs::read_dir(s.logdir().join(partition_dir))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .max()
+        .unwrap()
+}
+
+/// Appends `batch` (whose base offset is the current end) to `plain-<partition>` and waits
+/// (bounded) until ListOffsets shows it. Returns the segment path and its length before.
+pub fn append_visible(s: &Served, c: &mut Client, partition: i32, batch: &[u8]) -> (PathBuf, u64) {
+    let end = list_offsets(c, 5, "plain", partition, -1, -1, 0).offset;
+    let records = i64::from(i32::from_be_bytes(batch[57..61].try_into().unwrap()));
+    let seg = active_segment(s, &format!("plain-{partition}"));
+    let before = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(batch).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while list_offsets(c, 5, "plain", partition, -1, -1, 0).offset != end + records {
+        assert!(Instant::now() < deadline, "the appended batch never became visible");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (seg, before)
 }
 
 pub struct Client {
@@ -429,13 +462,7 @@ fn long_poll_waits_then_wakes_on_new_data() {
     let f = c.frame(12, &req);
     c.s.write_all(&f).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let seg = std::fs::read_dir(s.logdir().join("plain-0"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .max()
-        .unwrap();
+    let seg = active_segment(&s, "plain-0");
     let batch = crate::util::batch(end, 3, 1_800_000_000_000, 50, 7);
     let t = Instant::now();
     std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&batch).unwrap();
@@ -594,21 +621,8 @@ fn a_file_that_shrinks_mid_send_closes_only_that_connection() {
     let mut c = Client::connect(s.addr);
     let id = topic_id_of(&mut c, "plain");
     let end = list_offsets(&mut c, 5, "plain", 1, -1, -1, 0).offset;
-    let seg = std::fs::read_dir(s.logdir().join("plain-1"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .max()
-        .unwrap();
-    let before = std::fs::metadata(&seg).unwrap().len();
     let big = crate::util::batch(end, 1, 1_800_000_000_000, 24 << 20, 9);
-    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&big).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while list_offsets(&mut c, 5, "plain", 1, -1, -1, 0).offset != end + 1 {
-        assert!(Instant::now() < deadline, "the appended batch never became visible");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (seg, before) = append_visible(&s, &mut c, 1, &big);
     let mut slow = Client::connect(s.addr);
     let mut req = fetch_req("plain", id, 1, end, 0);
     req.topics[0].partitions[0].partition_max_bytes = 64 << 20;
@@ -643,27 +657,7 @@ fn fenced_epoch_corrupt_batch_and_unknown_session() {
         b[100] ^= 0xff;
         std::fs::write(&seg, b).unwrap();
     };
-    let s2 = {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logdir"), &dir.path().join("logdir"));
-        dir_setup(&dir.path().join("logdir"));
-        let logdir = dir.path().join("logdir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_logferry"))
-            .args(["serve", "--log-dir", logdir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("started").unwrap();
-            if let Some(rest) = line.split("serving on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Served { child, addr: addr.parse().unwrap(), dir }
-    };
+    let s2 = serve_with(&[], &[], dir_setup);
     let mut c = Client::connect(s2.addr);
     let id = topic_id_of(&mut c, "plain");
     let mut req = fetch_req("plain", id, 0, 0, 0);

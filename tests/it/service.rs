@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::serve::{fetch_req, list_offsets, serve, serve_with_env, topic, topic_id_of, Client};
+use crate::serve::{append_visible, fetch_req, list_offsets, serve, serve_with_env, topic, topic_id_of, Client};
 
 /// Collects notify datagrams until `stop` says enough or the time runs out.
 fn collect(
@@ -72,20 +72,8 @@ fn sigterm_finishes_the_response_in_flight_then_exits_zero() {
     let mut c = Client::connect(s.addr);
     let id = topic_id_of(&mut c, "plain");
     let end = list_offsets(&mut c, 5, "plain", 2, -1, -1, 0).offset;
-    let seg = std::fs::read_dir(s.logdir().join("plain-2"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .max()
-        .unwrap();
     let big = crate::util::batch(end, 1, 1_800_000_000_000, 32 << 20, 3);
-    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&big).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while list_offsets(&mut c, 5, "plain", 2, -1, -1, 0).offset != end + 1 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    append_visible(&s, &mut c, 2, &big);
     let mut req = fetch_req("plain", id, 2, end, 0);
     req.topics[0].partitions[0].partition_max_bytes = 64 << 20;
     let f = c.frame(12, &req);
