@@ -424,6 +424,31 @@ impl Partition {
         self.leader_epochs.last().map(|e| e.epoch).unwrap_or(-1)
     }
 
+    /// The cheap refresh for "the active segment's file was written": walk its new bytes, no
+    /// directory listing. Falls back to a full [`Partition::refresh`] when `file_name` is not the
+    /// active segment's `.log` or the file shrank or was replaced.
+    pub fn refresh_active(&mut self, file_name: &str, cache: &mut FileCache) -> Result<Vec<LogEvent>, LogError> {
+        let Some((&last, seg)) = self.segments.iter().next_back() else { return self.refresh(cache) };
+        if seg.log_path.file_name().and_then(|n| n.to_str()) != Some(file_name) {
+            return self.refresh(cache);
+        }
+        match fs::metadata(&seg.log_path) {
+            Ok(md) if FileId::of(&md) == seg.id && md.len() >= seg.len => {}
+            _ => return self.refresh(cache),
+        }
+        let before = self.log_end_offset();
+        self.ensure_scanned(last, cache)?;
+        let after = self.log_end_offset();
+        Ok(if after > before {
+            vec![LogEvent::Advanced { tp: self.tp.clone(), end_offset: after }]
+        } else if after < before {
+            self.txn = None;
+            vec![LogEvent::Truncated { tp: self.tp.clone(), end_offset: after }]
+        } else {
+            Vec::new()
+        })
+    }
+
     /// Re-lists the directory and brings the model up to date; returns what changed.
     pub fn refresh(&mut self, cache: &mut FileCache) -> Result<Vec<LogEvent>, LogError> {
         let before_end = self.log_end_offset();
@@ -953,10 +978,22 @@ impl LogView {
         Ok(events)
     }
 
-    /// Refreshes one partition (after an inotify event in its directory).
+    /// Refreshes one partition (after an inotify event in its directory): re-reads its leader
+    /// epochs and re-lists its segments.
     pub fn refresh(&mut self, tp: &TopicPartition) -> Result<Vec<LogEvent>, LogError> {
         let Some(p) = self.partitions.get_mut(tp) else { return Ok(Vec::new()) };
+        p.reload_leader_epochs();
         match p.refresh(&mut self.cache) {
+            Err(LogError { kind: LogErrorKind::Io(ref e), .. }) if e.kind() == io::ErrorKind::NotFound => self.rescan(),
+            other => other,
+        }
+    }
+
+    /// The fast path for a write to `file_name` in a partition directory (see
+    /// [`Partition::refresh_active`]).
+    pub fn refresh_active(&mut self, tp: &TopicPartition, file_name: &str) -> Result<Vec<LogEvent>, LogError> {
+        let Some(p) = self.partitions.get_mut(tp) else { return Ok(Vec::new()) };
+        match p.refresh_active(file_name, &mut self.cache) {
             Err(LogError { kind: LogErrorKind::Io(ref e), .. }) if e.kind() == io::ErrorKind::NotFound => self.rescan(),
             other => other,
         }

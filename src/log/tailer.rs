@@ -21,6 +21,27 @@ use super::{LogError, LogEvent, LogView, TopicPartition};
 /// Default period of the full rescan that backs up inotify.
 pub const RESCAN_INTERVAL_MS_DEFAULT: u64 = 5_000;
 
+/// What an event in a log dir's root is about.
+enum RootEvent {
+    /// A checkpoint file was replaced (the broker writes `X.tmp` and renames it to `X`).
+    Checkpoint,
+    /// A partition directory appeared, went, or was renamed.
+    Partitions,
+    Ignore,
+}
+
+fn root_event(name: &str) -> RootEvent {
+    match name {
+        "replication-offset-checkpoint" | "log-start-offset-checkpoint" => RootEvent::Checkpoint,
+        n if n.ends_with(".tmp") || n.ends_with("-checkpoint") || n == "meta.properties" || n == ".lock" => {
+            RootEvent::Ignore
+        }
+        n if n.starts_with('.') || n == "bootstrap.checkpoint" => RootEvent::Ignore,
+        // Anything else may be a partition directory (live or renamed): re-list.
+        _ => RootEvent::Partitions,
+    }
+}
+
 /// What a watch descriptor watches.
 #[derive(Clone, Debug)]
 enum Watched {
@@ -139,8 +160,12 @@ impl Tailer {
 
     /// Drains inotify and refreshes what the events name. Call when the descriptor is readable.
     pub fn on_readable(&mut self) -> Result<Vec<LogEvent>, LogError> {
+        // Partitions needing a full refresh, and partitions whose only news is writes to a
+        // `.log` file (the common case: the broker appending), refreshed without a listing.
         let mut dirty: BTreeSet<TopicPartition> = BTreeSet::new();
+        let mut appended: BTreeSet<(TopicPartition, String)> = BTreeSet::new();
         let mut root_changed = false;
+        let mut checkpoints_changed = false;
         if let Some(inotify) = &self.inotify {
             loop {
                 match inotify.read_events() {
@@ -150,8 +175,13 @@ impl Tailer {
                                 self.rescan_due = true;
                                 continue;
                             }
+                            let name = e.name.as_ref().and_then(|n| n.to_str()).unwrap_or("");
                             match self.watches.get(&e.wd) {
-                                Some(Watched::Root) => root_changed = true,
+                                Some(Watched::Root) => match root_event(name) {
+                                    RootEvent::Checkpoint => checkpoints_changed = true,
+                                    RootEvent::Partitions => root_changed = true,
+                                    RootEvent::Ignore => {}
+                                },
                                 Some(Watched::Partition(tp)) => {
                                     if e.mask.intersects(
                                         AddWatchFlags::IN_DELETE_SELF
@@ -160,7 +190,14 @@ impl Tailer {
                                     ) {
                                         root_changed = true;
                                     }
-                                    dirty.insert(tp.clone());
+                                    let only_write = e.mask & !AddWatchFlags::IN_ISDIR == AddWatchFlags::IN_MODIFY;
+                                    if only_write && name.ends_with(".log") {
+                                        appended.insert((tp.clone(), name.to_string()));
+                                    } else if only_write && !name.ends_with(".log") {
+                                        // Index files, snapshots: nothing the model reads eagerly.
+                                    } else {
+                                        dirty.insert(tp.clone());
+                                    }
                                 }
                                 None => {}
                             }
@@ -179,7 +216,15 @@ impl Tailer {
         if root_changed || self.rescan_due {
             return self.rescan_now();
         }
+        if checkpoints_changed {
+            self.view.reload_checkpoints();
+        }
         let mut out = Vec::new();
+        for (tp, name) in appended {
+            if !dirty.contains(&tp) {
+                out.extend(self.view.refresh_active(&tp, &name)?);
+            }
+        }
         for tp in dirty {
             out.extend(self.view.refresh(&tp)?);
         }
@@ -214,5 +259,22 @@ impl Tailer {
     /// Paths of the log directories followed.
     pub fn dirs(&self) -> Vec<PathBuf> {
         self.view.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_events_are_classified() {
+        assert!(matches!(root_event("replication-offset-checkpoint"), RootEvent::Checkpoint));
+        assert!(matches!(root_event("log-start-offset-checkpoint"), RootEvent::Checkpoint));
+        assert!(matches!(root_event("replication-offset-checkpoint.tmp"), RootEvent::Ignore));
+        assert!(matches!(root_event("recovery-point-offset-checkpoint"), RootEvent::Ignore));
+        assert!(matches!(root_event(".kafka_cleanshutdown"), RootEvent::Ignore));
+        assert!(matches!(root_event("meta.properties"), RootEvent::Ignore));
+        assert!(matches!(root_event("orders-3"), RootEvent::Partitions));
+        assert!(matches!(root_event("orders-3.0123abcd-delete"), RootEvent::Partitions));
     }
 }

@@ -287,11 +287,23 @@ fn run_seed(seed: u64, steps: usize) {
         let ctx = format!("seed {seed} step {step}");
         let op = rng.below(100);
         let before_end = w.end();
+        let mut fast_events = Vec::new();
         match op {
             0..=44 => {
                 let b = w.make_batch(&mut rng);
                 w.write_at_end(&b, 0, b.len());
                 w.commit(b);
+                // The inotify fast path (a write to the active .log, no listing) must already
+                // see the batch.
+                let name = format!("{:020}.log", w.segments.last().unwrap().base);
+                fast_events = view.refresh_active(&tp(), &name).unwrap();
+                assert!(
+                    fast_events
+                        .iter()
+                        .any(|e| matches!(e, LogEvent::Advanced { end_offset, .. } if *end_offset == w.end())),
+                    "{ctx}: fast path {fast_events:?}"
+                );
+                check(&mut view, &w, &format!("{ctx} (fast path)"));
             }
             45..=54 => {
                 // A batch written in two pieces: after the first, nothing new may be exposed.
@@ -324,7 +336,8 @@ fn run_seed(seed: u64, steps: usize) {
             }
             _ => {}
         }
-        let events = view.rescan().unwrap();
+        let mut events = fast_events;
+        events.extend(view.rescan().unwrap());
         if w.end() < before_end {
             assert!(
                 events.iter().any(|e| matches!(e, LogEvent::Truncated { end_offset, .. } if *end_offset == w.end())),
@@ -333,7 +346,10 @@ fn run_seed(seed: u64, steps: usize) {
             );
         }
         if w.end() > before_end {
-            assert!(events.iter().any(|e| matches!(e, LogEvent::Advanced { .. })), "{ctx}: advance not reported");
+            assert!(
+                events.iter().any(|e| matches!(e, LogEvent::Advanced { .. })),
+                "{ctx}: advance not reported (op {op}): {events:?}"
+            );
         }
         check(&mut view, &w, &ctx);
         // Now and then, a fresh model of the same directory must agree too (start-up path:
