@@ -16,10 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use bytes::BytesMut;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
+#[path = "common.rs"]
+mod common;
 
 const BATCH_PAYLOAD: usize = 64 << 10;
 const SEGMENT_BYTES: u64 = 1 << 30;
@@ -156,109 +154,12 @@ fn copy_loop(segments: &[PathBuf]) -> (f64, u64) {
     (t.elapsed().as_secs_f64(), total)
 }
 
-fn uvarint(b: &[u8], at: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let x = b[*at];
-        *at += 1;
-        v |= u64::from(x & 0x7f) << shift;
-        if x & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
-/// The record bytes of a one-topic, one-partition Fetch v12 response, without copying them
-/// (a consumer's decoder would look at them in place too).
-fn records_of_v12(b: &[u8], corr: i32) -> &[u8] {
-    assert_eq!(i32::from_be_bytes(b[0..4].try_into().unwrap()), corr);
-    let mut at = 4 + 1 + 4; // correlation id, header tags, throttle
-    assert_eq!(i16::from_be_bytes(b[at..at + 2].try_into().unwrap()), 0, "top-level error");
-    at += 2 + 4; // error code, session id
-    assert_eq!(uvarint(b, &mut at), 2, "one topic");
-    let name = uvarint(b, &mut at) as usize - 1;
-    at += name;
-    assert_eq!(uvarint(b, &mut at), 2, "one partition");
-    at += 4;
-    assert_eq!(i16::from_be_bytes(b[at..at + 2].try_into().unwrap()), 0, "partition error");
-    at += 2 + 8 + 8 + 8; // error, high watermark, last stable, log start
-    let aborted = uvarint(b, &mut at);
-    assert_eq!(aborted, 0, "read_uncommitted: null aborted list");
-    at += 4; // preferred read replica
-    let len = uvarint(b, &mut at) as usize - 1;
-    &b[at..at + len]
-}
-
-/// (user, system) CPU seconds of a process.
-fn cpu_seconds(pid: u32) -> (f64, f64) {
+/// (user, system) CPU seconds of a process, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
     (f[11].parse::<f64>().unwrap() / 100.0, f[12].parse::<f64>().unwrap() / 100.0)
-}
-
-/// A consumer: sequential Fetch v12 from offset 0 to `end`, record bytes discarded.
-fn consume(addr: &str, end: i64, partition_max_bytes: i32) -> (f64, u64) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_nodelay(true).unwrap();
-    let mut offset = 0i64;
-    let mut bytes = 0u64;
-    let mut corr = 0;
-    let mut buf: Vec<u8> = Vec::new();
-    let t = Instant::now();
-    while offset < end {
-        corr += 1;
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(500)
-            .with_min_bytes(1)
-            .with_max_bytes(50 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_static_str("bench")))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(partition_max_bytes)
-                    .with_current_leader_epoch(-1)
-                    .with_log_start_offset(-1)])]);
-        let header = RequestHeader::default()
-            .with_request_api_key(1)
-            .with_request_api_version(12)
-            .with_correlation_id(corr)
-            .with_client_id(Some(StrBytes::from_static_str("bench")));
-        let mut b = BytesMut::new();
-        header.encode(&mut b, 2).unwrap();
-        req.encode(&mut b, 12).unwrap();
-        let mut frame = (b.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&b);
-        s.write_all(&frame).unwrap();
-        let mut size = [0u8; 4];
-        s.read_exact(&mut size).unwrap();
-        let n = i32::from_be_bytes(size) as usize;
-        if buf.len() < n {
-            buf.resize(n, 0);
-        }
-        s.read_exact(&mut buf[..n]).unwrap();
-        let recs = records_of_v12(&buf[..n], corr);
-        bytes += recs.len() as u64;
-        // Walk whole batches only (a partial trailing batch is refetched), as consumers do.
-        let mut pos = 0usize;
-        while pos + 12 <= recs.len() {
-            let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().unwrap());
-            let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().unwrap()) as usize;
-            if pos + 12 + len > recs.len() {
-                break;
-            }
-            let delta = i32::from_be_bytes(recs[pos + 23..pos + 27].try_into().unwrap());
-            offset = base + i64::from(delta) + 1;
-            pos += 12 + len;
-        }
-        assert!(pos > 0, "no complete batch at offset {offset}");
-    }
-    (t.elapsed().as_secs_f64(), bytes)
 }
 
 fn main() {
@@ -300,9 +201,9 @@ fn main() {
     std::thread::spawn(move || for _ in lines {});
     for pmb in [1 << 20, 8 << 20] {
         // First pass validates CRCs (once per process); measure the second.
-        let _ = consume(&addr, end, pmb);
+        let _ = common::consume(&addr, "bench", 0, end, pmb);
         let (u0, s0) = cpu_seconds(child.id());
-        let (s, b) = consume(&addr, end, pmb);
+        let (s, b) = common::consume(&addr, "bench", 0, end, pmb);
         let (u1, s1) = cpu_seconds(child.id());
         let gib = b as f64 / f64::from(1u32 << 30);
         let rate = gbs(b, s);

@@ -138,5 +138,9 @@ fn main() {
         fs::metadata(&active).unwrap();
     }
     let floor = t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
-    println!("baseline: read_dir + stat of the same partition = {floor:.1} us (full refresh {:.2}x, fast path {:.2}x)", per / floor, fast / floor);
+    println!(
+        "baseline: read_dir + stat of the same partition = {floor:.1} us (full refresh {:.2}x, fast path {:.2}x)",
+        per / floor,
+        fast / floor
+    );
 }

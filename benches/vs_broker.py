@@ -1,0 +1,144 @@
+"""Benchmark (not a test): logferry against the Kafka broker serving the same partition.
+
+One run, one machine: a real broker (the test harness's, KRaft, Kafka 4.1) is filled with
+LOGFERRY_BENCH_GIB GiB (default 2) by Kafka's own producer perf tool into a one-partition topic;
+logferry serves the broker's log directory read-only beside it. The Rust load generator
+(`cargo bench --bench loadgen`, Fetch v12, bytes discarded) and Kafka's consumer perf tool then
+read the whole partition from each server in turn (a warm-up pass first, so both read from the
+page cache). Reported: throughput, server CPU seconds per GiB (user + system, from /proc), server
+RSS, and logferry's ratios to the broker. Writes docs/benchmarks.md.
+
+Run: python3 benches/vs_broker.py   (after tests/harness/install.sh and cargo build --release)
+"""
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
+import broker  # noqa: E402
+import clients  # noqa: E402
+from ferry import Ferry  # noqa: E402
+
+GIB = float(os.environ.get("LOGFERRY_BENCH_GIB", "2"))
+RECORD = 1024
+
+
+def cpu(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def loadgen(bootstrap, end, connections, pmb=1 << 20):
+    r = subprocess.run(["cargo", "bench", "-q", "--bench", "loadgen", "--", bootstrap, "bench", "0", str(end),
+                        str(connections), str(pmb)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    m = dict(kv.split("=") for kv in r.stdout.split())
+    return float(m["bytes"]), float(m["seconds"])
+
+
+def consumer_perf(bootstrap, messages):
+    t = time.monotonic()
+    out = clients.consumer_perf(bootstrap, "bench", messages, timeout_s=900)
+    secs = time.monotonic() - t
+    rows = [l for l in out.splitlines() if re.match(r"^\d{4}-", l)]
+    return rows[-1] if rows else out.strip().splitlines()[-1], secs
+
+
+def measure(name, pid, run):
+    run()  # warm-up: page cache, and logferry's one-time CRC check of each batch
+    c0 = cpu(pid)
+    b, s = run()
+    c = cpu(pid) - c0
+    gib = b / (1 << 30)
+    return {"name": name, "gbps": b / s / 1e9, "cpu_per_gib": c / gib, "rss_mib": rss_mib(pid), "bytes": b, "seconds": s}
+
+
+def main():
+    work = os.path.join("/tmp", f"logferry-bench-{os.getpid()}")
+    b = broker.Broker(work, extra={"log.segment.bytes": str(1 << 30)}).start()
+    ferry = None
+    try:
+        subprocess.run([broker.JAVA, "-cp", broker.classpath(), "org.apache.kafka.tools.TopicCommand",
+                        "--bootstrap-server", b.bootstrap, "--create", "--topic", "bench", "--partitions", "1",
+                        "--replication-factor", "1"], check=True, capture_output=True, timeout=120)
+        n = int(GIB * (1 << 30) / RECORD)
+        t = time.monotonic()
+        subprocess.run([broker.JAVA, "-Xmx1g", "-cp", broker.classpath(), "org.apache.kafka.tools.ProducerPerformance",
+                        "--topic", "bench", "--num-records", str(n), "--record-size", str(RECORD), "--throughput", "-1",
+                        "--producer-props", f"bootstrap.servers={b.bootstrap}", "acks=1", "batch.size=262144",
+                        "linger.ms=20", "compression.type=none"], check=True, capture_output=True, timeout=1800)
+        print(f"produced {n} records of {RECORD} bytes in {time.monotonic() - t:.1f} s", flush=True)
+        end = clients.end_offsets(b.bootstrap, "bench")[0]
+        ferry = Ferry([b.log_dir])
+        deadline = time.monotonic() + 60
+        while clients.end_offsets(ferry.bootstrap, "bench").get(0) != end:
+            if time.monotonic() > deadline:
+                raise TimeoutError("logferry did not reach the broker's end offset")
+            time.sleep(0.5)
+        results = []
+        for conns in (1, 10):
+            for name, target, pid in (("broker", b.bootstrap, b.proc.pid), ("logferry", ferry.bootstrap, ferry.proc.pid)):
+                r = measure(name, pid, lambda: loadgen(target, end, conns))
+                r["scenario"] = f"loadgen, {conns} consumer(s), partition_max_bytes 1 MiB"
+                results.append(r)
+                print(r, flush=True)
+        perf = {}
+        for name, target in (("broker", b.bootstrap), ("logferry", ferry.bootstrap)):
+            consumer_perf(target, n)
+            perf[name] = consumer_perf(target, n)
+            print(name, perf[name], flush=True)
+        write_report(results, perf, n)
+    finally:
+        if ferry:
+            ferry.stop()
+        b.stop()
+
+
+def write_report(results, perf, n):
+    lines = [
+        "# Benchmarks: logferry vs the Kafka broker",
+        "",
+        f"Run {datetime.date.today()} on {os.cpu_count()} cores, Linux {platform.release()}, with "
+        f"`python3 benches/vs_broker.py` (LOGFERRY_BENCH_GIB={GIB:g}): one partition of {n} records of "
+        f"{RECORD} bytes written by Kafka's producer perf tool to a Kafka 4.1 broker (KRaft), served "
+        "by the broker and by logferry (read-only, same log directory) in the same run, page cache warm "
+        "(a warm-up pass precedes each measurement). Server CPU is user + system seconds from /proc.",
+        "",
+        "| scenario | server | GB/s | CPU s per GiB | RSS MiB | vs broker: throughput | vs broker: CPU per GiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by = {}
+    for r in results:
+        by.setdefault(r["scenario"], {})[r["name"]] = r
+    for scenario, pair in by.items():
+        br, lf = pair["broker"], pair["logferry"]
+        for r in (br, lf):
+            ratio_t = f"{r['gbps'] / br['gbps']:.2f}x" if r is lf else "1.00x"
+            ratio_c = f"{r['cpu_per_gib'] / br['cpu_per_gib']:.2f}x" if r is lf else "1.00x"
+            lines.append(f"| {scenario} | {r['name']} | {r['gbps']:.2f} | {r['cpu_per_gib']:.3f} | {r['rss_mib']:.0f} | {ratio_t} | {ratio_c} |")
+    lines += ["", "Kafka's own consumer perf tool (`org.apache.kafka.tools.ConsumerPerformance`, default settings),"
+              " last report line and wall time:", ""]
+    for name, (row, secs) in perf.items():
+        lines.append(f"- {name}: `{row}` ({secs:.1f} s including JVM start)")
+    lines += ["", "Scenarios of the benchmark issue not yet measured here: 100 consumers, 1,000 partitions, "
+              "tail latency, 10,000 idle connections, a cold catch-up read (see the issue's closing note).", ""]
+    with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
