@@ -136,7 +136,15 @@ pub struct Server {
     last_status: Option<Instant>,
     metrics_listener: Option<TcpListener>,
     metrics_conns: Vec<Option<MetricsConn>>,
+    /// Connections open (kept as a count: per-turn work must not scan every slot).
+    open: usize,
+    /// Slots of the connections whose Fetch is parked.
+    parked: Vec<usize>,
+    last_idle_check: Instant,
 }
+
+/// How often idle connections are looked for.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the loop ended.
 #[derive(Debug)]
@@ -183,6 +191,9 @@ impl Server {
             last_status: None,
             metrics_listener: None,
             metrics_conns: Vec::new(),
+            open: 0,
+            parked: Vec::new(),
+            last_idle_check: Instant::now(),
         })
     }
 
@@ -233,7 +244,7 @@ impl Server {
     }
 
     pub fn open_connections(&self) -> usize {
-        self.conns.iter().filter(|c| c.is_some()).count()
+        self.open
     }
 
     /// Runs until SIGTERM/SIGINT and a drain.
@@ -275,7 +286,10 @@ impl Server {
                 Err(e) => log::warn!("following the log dirs: {e}"),
             }
             self.wake_parked(now, true);
-            self.check_idle(now);
+            if now >= self.last_idle_check + IDLE_CHECK_INTERVAL {
+                self.last_idle_check = now;
+                self.check_idle(now);
+            }
             let ready: Vec<usize> = self.ready.drain(..).collect();
             for i in ready {
                 self.drive(i);
@@ -317,8 +331,8 @@ impl Server {
         if let Some(w) = self.notifier.next_watchdog(now) {
             next = next.min(w);
         }
-        for c in self.conns.iter().flatten() {
-            if let ConnState::Parked(p) = &c.state {
+        for &i in &self.parked {
+            if let Some(Some(Conn { state: ConnState::Parked(p), .. })) = self.conns.get(i) {
                 next = next.min(p.deadline);
             }
         }
@@ -391,6 +405,7 @@ impl Server {
                         ready_at: Instant::now(),
                         fetch_in_flight: false,
                     });
+                    self.open += 1;
                     self.counters.connections_accepted += 1;
                     self.metrics.connections_accepted.inc();
                     log::debug!("conn={} peer={peer}: accepted", i + FIRST_CONN);
@@ -427,6 +442,8 @@ impl Server {
                 }
                 let _ = self.poll.registry().deregister(&mut c.stream);
                 self.counters.connections_closed += 1;
+                self.open -= 1;
+                self.parked.retain(|&p| p != i);
                 self.free.push(i);
             }
         }
@@ -559,7 +576,10 @@ impl Server {
                 }
                 c.state = ConnState::Writing(plan);
             }
-            Outcome::Park(p) => c.state = ConnState::Parked(p),
+            Outcome::Park(p) => {
+                c.state = ConnState::Parked(p);
+                self.parked.push(i);
+            }
             Outcome::Close(why) => {
                 self.counters.protocol_errors += 1;
                 self.metrics.protocol_violations.inc();
@@ -571,23 +591,29 @@ impl Server {
     /// Re-plans parked fetches: all of them after log events (`only_expired = false`), or only
     /// those whose deadline has passed.
     fn wake_parked(&mut self, now: Instant, only_expired: bool) {
-        for i in 0..self.conns.len() {
-            let Some(c) = self.conns[i].as_mut() else { continue };
+        let mut still = Vec::with_capacity(self.parked.len());
+        for i in std::mem::take(&mut self.parked) {
+            let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { continue };
             let ConnState::Parked(p) = &c.state else { continue };
             if only_expired && now < p.deadline {
+                still.push(i);
                 continue;
             }
             let mut ctx = Context { view: &mut self.tailer.view, config: &self.config, errors: Vec::new() };
-            if let Some(plan) = fetch::retry(p, &mut ctx, now) {
-                for code in ctx.errors {
-                    self.metrics.error(code);
+            match fetch::retry(p, &mut ctx, now) {
+                Some(plan) => {
+                    for code in ctx.errors {
+                        self.metrics.error(code);
+                    }
+                    self.metrics.fetch_wait_seconds.observe(now.duration_since(c.request_at).as_secs_f64());
+                    c.ready_at = now;
+                    c.state = ConnState::Writing(plan);
+                    self.ready.push_back(i);
                 }
-                self.metrics.fetch_wait_seconds.observe(now.duration_since(c.request_at).as_secs_f64());
-                c.ready_at = now;
-                c.state = ConnState::Writing(plan);
-                self.ready.push_back(i);
+                None => still.push(i),
             }
         }
+        self.parked = still;
     }
 
     fn accept_metrics(&mut self) {
