@@ -1,3 +1,4 @@
+#![allow(dead_code)] // shared by several bench binaries; each uses part of it
 //! Shared by the benchmarks: a consumer that speaks Fetch v12 like a real one (sequential
 //! offsets, whole batches, a request only after the previous answer) and discards the record
 //! bytes, so what is measured is the server.

@@ -1,0 +1,183 @@
+//! Benchmark (not a test): tail latency, from a batch's append to a long-polling consumer
+//! receiving it through `logferry serve` (visibility log-end, inotify wake-up).
+//!
+//! A writer thread appends one small batch every `LOGFERRY_BENCH_INTERVAL_US` (default 1000 µs)
+//! to the active segment of a fresh log dir, stamping each just before its `write`; a consumer
+//! thread in the same process long-polls (Fetch v12, min_bytes 1, max_wait 500 ms) and records
+//! when each batch arrived. Both use the same monotonic clock. Reports p50/p99/p99.9/max over
+//! `LOGFERRY_BENCH_BATCHES` batches (default 5000).
+//!
+//! Run: `cargo bench --bench tail_latency`.
+
+#[path = "common.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+fn batch(base: i64) -> Vec<u8> {
+    let mut rec = vec![0u8, 0, 0, 1, 0x20];
+    rec.extend_from_slice(&[b'x'; 16]);
+    rec.push(0);
+    let mut b = Vec::new();
+    b.extend_from_slice(&base.to_be_bytes());
+    b.extend_from_slice(&((49 + 1 + rec.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.push((rec.len() as u8) << 1);
+    b.extend(rec);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn fetch_frame(offset: i64, corr: i32) -> Vec<u8> {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("tail")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)])]);
+    let header = RequestHeader::default()
+        .with_request_api_key(1)
+        .with_request_api_version(12)
+        .with_correlation_id(corr)
+        .with_client_id(Some(StrBytes::from_static_str("tail")));
+    let mut b = BytesMut::new();
+    header.encode(&mut b, 2).unwrap();
+    req.encode(&mut b, 12).unwrap();
+    let mut f = (b.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(&b);
+    f
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let count: i64 = std::env::var("LOGFERRY_BENCH_BATCHES").ok().and_then(|s| s.parse().ok()).unwrap_or(5000);
+    let interval = Duration::from_micros(
+        std::env::var("LOGFERRY_BENCH_INTERVAL_US").ok().and_then(|s| s.parse().ok()).unwrap_or(1000),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pdir = tmp.path().join("tail-0");
+    std::fs::create_dir_all(&pdir).unwrap();
+    let seg = pdir.join("00000000000000000000.log");
+    std::fs::write(&seg, batch(0)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args([
+            "serve",
+            "--log-dir",
+            tmp.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--visibility",
+            "log-end",
+        ])
+        .env("RUST_LOG", "warn,logferry::cli=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("logferry exited").unwrap();
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let written: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
+    let consumer = {
+        let addr = addr.clone();
+        let written = Arc::clone(&written);
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut next = 1i64;
+            let mut corr = 0;
+            let mut lat = Vec::with_capacity(count as usize);
+            let mut buf = Vec::new();
+            while next <= count {
+                corr += 1;
+                s.write_all(&fetch_frame(next, corr)).unwrap();
+                let mut size = [0u8; 4];
+                s.read_exact(&mut size).unwrap();
+                let n = i32::from_be_bytes(size) as usize;
+                buf.resize(n, 0);
+                s.read_exact(&mut buf[..n]).unwrap();
+                let now = Instant::now();
+                let recs = common::records_of_v12(&buf[..n], corr);
+                let mut pos = 0;
+                while pos + 12 <= recs.len() {
+                    let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().unwrap());
+                    let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().unwrap()) as usize;
+                    if pos + 12 + len > recs.len() {
+                        break;
+                    }
+                    if base >= next {
+                        if let Some(t) = written.lock().unwrap().get(&base) {
+                            lat.push(now.duration_since(*t));
+                        }
+                        next = base + 1;
+                    }
+                    pos += 12 + len;
+                }
+            }
+            lat
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    let start = Instant::now();
+    for offset in 1..=count {
+        let due = start + interval * (offset as u32);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let b = batch(offset);
+        // Stamped just before the write, so the consumer can never see the batch unstamped.
+        written.lock().unwrap().insert(offset, Instant::now());
+        f.write_all(&b).unwrap();
+    }
+    let mut lat = consumer.join().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    lat.sort();
+    println!(
+        "tail latency over {} batches, one every {:?}: p50 {:?} p99 {:?} p99.9 {:?} max {:?}",
+        lat.len(),
+        interval,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+        lat.last().copied().unwrap_or_default()
+    );
+}
