@@ -47,6 +47,65 @@ pub fn records_of_v12(b: &[u8], corr: i32) -> &[u8] {
     &b[at..at + len]
 }
 
+/// One whole Fetch v12 request frame (size prefix included) for one partition.
+pub fn fetch_frame(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    partition_max_bytes: i32,
+    max_wait_ms: i32,
+    corr: i32,
+) -> Vec<u8> {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(50 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(partition_max_bytes)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)])]);
+    let header = RequestHeader::default()
+        .with_request_api_key(1)
+        .with_request_api_version(12)
+        .with_correlation_id(corr)
+        .with_client_id(Some(StrBytes::from_static_str("bench")));
+    let mut b = BytesMut::new();
+    header.encode(&mut b, 2).unwrap();
+    req.encode(&mut b, 12).unwrap();
+    let mut frame = (b.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&b);
+    frame
+}
+
+/// Starts the `logferry` binary of this build with `args` (plus `--listen 127.0.0.1:0`) and
+/// returns it with the address from its start-up line; its stderr is drained in the background.
+pub fn spawn_logferry(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn,logferry::cli=info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("logferry exited").unwrap();
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
 /// A consumer: sequential Fetch v12 from offset 0 to `end`, record bytes discarded.
 pub fn consume(addr: &str, topic: &str, partition: i32, end: i64, partition_max_bytes: i32) -> (f64, u64) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -58,30 +117,7 @@ pub fn consume(addr: &str, topic: &str, partition: i32, end: i64, partition_max_
     let t = Instant::now();
     while offset < end {
         corr += 1;
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(500)
-            .with_min_bytes(1)
-            .with_max_bytes(50 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(partition)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(partition_max_bytes)
-                    .with_current_leader_epoch(-1)
-                    .with_log_start_offset(-1)])]);
-        let header = RequestHeader::default()
-            .with_request_api_key(1)
-            .with_request_api_version(12)
-            .with_correlation_id(corr)
-            .with_client_id(Some(StrBytes::from_static_str("bench")));
-        let mut b = BytesMut::new();
-        header.encode(&mut b, 2).unwrap();
-        req.encode(&mut b, 12).unwrap();
-        let mut frame = (b.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&b);
+        let frame = fetch_frame(topic, partition, offset, partition_max_bytes, 500, corr);
         s.write_all(&frame).unwrap();
         let mut size = [0u8; 4];
         s.read_exact(&mut size).unwrap();

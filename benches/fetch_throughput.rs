@@ -9,11 +9,10 @@
 //! Run: `cargo bench --bench fetch_throughput` (env `LOGFERRY_BENCH_GIB`, default 2).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 #[path = "common.rs"]
@@ -176,29 +175,8 @@ fn main() {
     println!("sendfile loop:     {:.2} GB/s", gbs(sf_b, sf_s));
     println!("read+write loop:   {:.2} GB/s", gbs(cp_b, cp_s));
 
-    let bin = env!("CARGO_BIN_EXE_logferry");
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--log-dir",
-            tmp.path().to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--visibility",
-            "log-end",
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("logferry exited").unwrap();
-        if let Some(rest) = line.split("serving on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) =
+        common::spawn_logferry(&["--log-dir", tmp.path().to_str().unwrap(), "--visibility", "log-end"]);
     for pmb in [1 << 20, 8 << 20] {
         // First pass validates CRCs (once per process); measure the second.
         let _ = common::consume(&addr, "bench", 0, end, pmb);

@@ -13,16 +13,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use bytes::BytesMut;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
 
 fn batch(base: i64) -> Vec<u8> {
     let mut rec = vec![0u8, 0, 0, 1, 0x20];
@@ -49,34 +43,6 @@ fn batch(base: i64) -> Vec<u8> {
     b
 }
 
-fn fetch_frame(offset: i64, corr: i32) -> Vec<u8> {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(500)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str("tail")))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)
-                .with_current_leader_epoch(-1)
-                .with_log_start_offset(-1)])]);
-    let header = RequestHeader::default()
-        .with_request_api_key(1)
-        .with_request_api_version(12)
-        .with_correlation_id(corr)
-        .with_client_id(Some(StrBytes::from_static_str("tail")));
-    let mut b = BytesMut::new();
-    header.encode(&mut b, 2).unwrap();
-    req.encode(&mut b, 12).unwrap();
-    let mut f = (b.len() as i32).to_be_bytes().to_vec();
-    f.extend_from_slice(&b);
-    f
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -91,28 +57,8 @@ fn main() {
     std::fs::create_dir_all(&pdir).unwrap();
     let seg = pdir.join("00000000000000000000.log");
     std::fs::write(&seg, batch(0)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logferry"))
-        .args([
-            "serve",
-            "--log-dir",
-            tmp.path().to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--visibility",
-            "log-end",
-        ])
-        .env("RUST_LOG", "warn,logferry::cli=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("logferry exited").unwrap();
-        if let Some(rest) = line.split("serving on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) =
+        common::spawn_logferry(&["--log-dir", tmp.path().to_str().unwrap(), "--visibility", "log-end"]);
 
     let written: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
     let consumer = {
@@ -127,7 +73,7 @@ fn main() {
             let mut buf = Vec::new();
             while next <= count {
                 corr += 1;
-                s.write_all(&fetch_frame(next, corr)).unwrap();
+                s.write_all(&common::fetch_frame("tail", 0, next, 1 << 20, 500, corr)).unwrap();
                 let mut size = [0u8; 4];
                 s.read_exact(&mut size).unwrap();
                 let n = i32::from_be_bytes(size) as usize;
