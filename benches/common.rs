@@ -47,6 +47,50 @@ pub fn records_of_v12(b: &[u8], corr: i32) -> &[u8] {
     &b[at..at + len]
 }
 
+fn put_varint(v: i64, out: &mut Vec<u8>) {
+    let mut u = ((v << 1) ^ (v >> 63)) as u64;
+    while u >= 0x80 {
+        out.push((u as u8) | 0x80);
+        u >>= 7;
+    }
+    out.push(u as u8);
+}
+
+/// A magic 2, uncompressed batch of `count` records, each a null key and `value_len` bytes of
+/// `fill`, timestamps one millisecond apart, with a correct CRC-32C.
+pub fn batch(base_offset: i64, count: i32, value_len: usize, fill: u8) -> Vec<u8> {
+    let mut records = Vec::with_capacity(count as usize * (value_len + 16));
+    for i in 0..i64::from(count) {
+        let mut body = vec![0u8];
+        put_varint(i, &mut body); // timestamp delta
+        put_varint(i, &mut body); // offset delta
+        put_varint(-1, &mut body); // null key
+        put_varint(value_len as i64, &mut body);
+        body.extend(std::iter::repeat_n(fill, value_len));
+        put_varint(0, &mut body); // no headers
+        put_varint(body.len() as i64, &mut records);
+        records.extend(body);
+    }
+    let mut b = Vec::with_capacity(records.len() + 61);
+    b.extend_from_slice(&base_offset.to_be_bytes());
+    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(count - 1).to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&(1_700_000_000_000i64 + i64::from(count) - 1).to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend(records);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 /// One whole Fetch v12 request frame (size prefix included) for one partition.
 pub fn fetch_frame(
     topic: &str,

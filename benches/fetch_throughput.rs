@@ -21,49 +21,6 @@ mod common;
 const BATCH_PAYLOAD: usize = 64 << 10;
 const SEGMENT_BYTES: u64 = 1 << 30;
 
-fn varint(v: i64, out: &mut Vec<u8>) {
-    let mut u = ((v << 1) ^ (v >> 63)) as u64;
-    while u >= 0x80 {
-        out.push((u as u8) | 0x80);
-        u >>= 7;
-    }
-    out.push(u as u8);
-}
-
-/// One batch of 16 records of 4 KiB each.
-fn batch(base: i64, fill: u8) -> Vec<u8> {
-    let mut records = Vec::with_capacity(BATCH_PAYLOAD + 1024);
-    for i in 0..16 {
-        let mut body = vec![0u8];
-        varint(i, &mut body);
-        varint(i, &mut body);
-        varint(-1, &mut body);
-        varint((BATCH_PAYLOAD / 16) as i64, &mut body);
-        body.extend(std::iter::repeat_n(fill, BATCH_PAYLOAD / 16));
-        varint(0, &mut body);
-        varint(body.len() as i64, &mut records);
-        records.extend(body);
-    }
-    let mut b = Vec::with_capacity(records.len() + 61);
-    b.extend_from_slice(&base.to_be_bytes());
-    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.push(2);
-    b.extend_from_slice(&[0; 4]);
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&15i32.to_be_bytes());
-    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b.extend_from_slice(&1_700_000_000_015i64.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&16i32.to_be_bytes());
-    b.extend(records);
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
-}
-
 /// Writes `gib` GiB of batches into `dir/bench-0`, rolling at 1 GiB. Returns the segment paths.
 fn build(dir: &Path, gib: u64) -> (Vec<PathBuf>, i64) {
     let pdir = dir.join("bench-0");
@@ -77,7 +34,7 @@ fn build(dir: &Path, gib: u64) -> (Vec<PathBuf>, i64) {
         let mut f = std::io::BufWriter::with_capacity(8 << 20, File::create(&path).unwrap());
         let mut seg = 0u64;
         while seg + (BATCH_PAYLOAD as u64) < SEGMENT_BYTES && written < total {
-            let b = batch(offset, (offset % 251) as u8);
+            let b = common::batch(offset, 16, BATCH_PAYLOAD / 16, (offset % 251) as u8);
             f.write_all(&b).unwrap();
             seg += b.len() as u64;
             written += b.len() as u64;

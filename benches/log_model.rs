@@ -16,55 +16,12 @@ use std::time::Instant;
 
 use logferry::log::{LogView, TopicPartition};
 
+#[path = "common.rs"]
+mod common;
+
 const PARTITIONS: usize = 1000;
 const SEGMENTS: i64 = 10;
 const BATCHES_PER_SEGMENT: i64 = 20;
-
-fn batch(base_offset: i64, payload: usize) -> Vec<u8> {
-    let mut b = Vec::with_capacity(61 + payload + 8);
-    b.extend_from_slice(&base_offset.to_be_bytes());
-    let mut record = vec![0u8, 0, 0, 1];
-    let mut v = ((payload as i64) << 1) as u64;
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            record.push(byte);
-            break;
-        }
-        record.push(byte | 0x80);
-    }
-    record.extend(std::iter::repeat_n(b'x', payload));
-    record.push(0);
-    let mut records = Vec::new();
-    let mut len = (record.len() as u64) << 1;
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            records.push(byte);
-            break;
-        }
-        records.push(byte | 0x80);
-    }
-    records.extend(record);
-    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.push(2);
-    b.extend_from_slice(&[0; 4]);
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&1i32.to_be_bytes());
-    b.extend(records);
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
-}
 
 fn build(root: &Path) {
     for p in 0..PARTITIONS {
@@ -76,7 +33,7 @@ fn build(root: &Path) {
             let mut idx = Vec::new();
             let mut pos = 0u32;
             for i in 0..BATCHES_PER_SEGMENT {
-                let b = batch(base + i, 200);
+                let b = common::batch(base + i, 1, 200, b'x');
                 if pos > 0 {
                     idx.extend_from_slice(&(i as u32).to_be_bytes());
                     idx.extend_from_slice(&pos.to_be_bytes());
@@ -113,7 +70,7 @@ fn main() {
     let rounds = 20_000;
     let t = Instant::now();
     for next in first..first + i64::from(rounds) {
-        f.write_all(&batch(next, 200)).unwrap();
+        f.write_all(&common::batch(next, 1, 200, b'x')).unwrap();
         let events = view.refresh(&tp).unwrap();
         assert_eq!(events.len(), 1);
     }
@@ -123,7 +80,7 @@ fn main() {
     let first = first + i64::from(rounds);
     let t = Instant::now();
     for next in first..first + i64::from(rounds) {
-        f.write_all(&batch(next, 200)).unwrap();
+        f.write_all(&common::batch(next, 1, 200, b'x')).unwrap();
         let events = view.refresh_active(&tp, &name).unwrap();
         assert_eq!(events.len(), 1);
     }

@@ -18,31 +18,6 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn batch(base: i64) -> Vec<u8> {
-    let mut rec = vec![0u8, 0, 0, 1, 0x20];
-    rec.extend_from_slice(&[b'x'; 16]);
-    rec.push(0);
-    let mut b = Vec::new();
-    b.extend_from_slice(&base.to_be_bytes());
-    b.extend_from_slice(&((49 + 1 + rec.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.push(2);
-    b.extend_from_slice(&[0; 4]);
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&1i32.to_be_bytes());
-    b.push((rec.len() as u8) << 1);
-    b.extend(rec);
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -56,7 +31,7 @@ fn main() {
     let pdir = tmp.path().join("tail-0");
     std::fs::create_dir_all(&pdir).unwrap();
     let seg = pdir.join("00000000000000000000.log");
-    std::fs::write(&seg, batch(0)).unwrap();
+    std::fs::write(&seg, common::batch(0, 1, 16, b'x')).unwrap();
     let (mut child, addr) =
         common::spawn_logferry(&["--log-dir", tmp.path().to_str().unwrap(), "--visibility", "log-end"]);
 
@@ -108,7 +83,7 @@ fn main() {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let b = batch(offset);
+        let b = common::batch(offset, 1, 16, b'x');
         // Stamped just before the write, so the consumer can never see the batch unstamped.
         written.lock().unwrap().insert(offset, Instant::now());
         f.write_all(&b).unwrap();
