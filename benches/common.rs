@@ -131,10 +131,13 @@ pub fn fetch_frame(
 /// returns it with the address from its start-up line; its stderr is drained in the background.
 pub fn spawn_logferry(args: &[&str]) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
+    // The offsets store's state dir: a fresh one per run (the process holds a lock on it).
+    let state = std::env::temp_dir().join(format!("logferry-bench-state-{}", std::process::id()));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_logferry"))
         .arg("serve")
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
+        .args(["--state-dir".as_ref(), state.as_os_str()])
         .env("RUST_LOG", "warn,logferry::cli=info")
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -5,6 +5,7 @@
 //! - [`log`]: the log model (log dirs, partitions, segments, batch headers, indexes) and the
 //!   tailer that follows a broker writing them;
 //! - [`protocol`], [`send`], [`server`]: the Kafka protocol, zero-copy responses, the event loop;
+//! - [`groups`]: the consumer group coordinator and the committed-offsets store;
 //! - [`alloc`]: the process allocator (lazy reservation of huge blocks, see there);
 //! - [`cli`]: the command line (`serve`, `dump`, `verify`), kept here so it is testable; the
 //!   binary only calls [`cli::main`].
@@ -20,6 +21,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod groups;
 pub mod log;
 pub mod metrics;
 pub mod protocol;

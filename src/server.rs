@@ -37,9 +37,10 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use crate::groups::{Groups, Waiter};
 use crate::log::tailer::Tailer;
 use crate::metrics::{self, HttpAsk, Metrics};
-use crate::protocol::{self, fetch, Context, Outcome, ServeConfig, Visibility};
+use crate::protocol::{self, fetch, Context, Origin, Outcome, RequestMeta, ServeConfig, Visibility};
 use crate::send::{Sent, WritePlan, WriteStatus};
 use crate::systemd::Notifier;
 
@@ -84,6 +85,13 @@ enum ConnState {
     Reading,
     Writing(WritePlan),
     Parked(Box<fetch::Parked>),
+    /// A JoinGroup/SyncGroup the coordinator will complete (matched by `serial`).
+    GroupWait {
+        serial: u64,
+        meta: RequestMeta,
+    },
+    /// A response held until the offsets store has synced this turn's commits.
+    AfterSync(WritePlan),
 }
 
 struct Conn {
@@ -141,6 +149,11 @@ pub struct Server {
     /// Slots of the connections whose Fetch is parked.
     parked: Vec<usize>,
     last_idle_check: Instant,
+    groups: Groups,
+    /// Serial numbers of requests that wait for the group coordinator.
+    next_serial: u64,
+    /// Slots of the connections whose response waits for the offsets store's sync.
+    after_sync: Vec<usize>,
 }
 
 /// How often idle connections are looked for.
@@ -161,7 +174,13 @@ macro_rules! conn_log {
 
 impl Server {
     /// Binds `listen` (backlog 1024, SO_REUSEADDR) and registers everything with one Poll.
-    pub fn bind(listen: SocketAddr, tailer: Tailer, config: ServeConfig, limits: Limits) -> io::Result<Self> {
+    pub fn bind(
+        listen: SocketAddr,
+        tailer: Tailer,
+        groups: Groups,
+        config: ServeConfig,
+        limits: Limits,
+    ) -> io::Result<Self> {
         let mut listener = bind_listener(listen)?;
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -194,6 +213,9 @@ impl Server {
             open: 0,
             parked: Vec::new(),
             last_idle_check: Instant::now(),
+            groups,
+            next_serial: 0,
+            after_sync: Vec::new(),
         })
     }
 
@@ -286,6 +308,8 @@ impl Server {
                 Err(e) => log::warn!("following the log dirs: {e}"),
             }
             self.wake_parked(now, true);
+            self.groups.tick(now);
+            self.finish_group_work();
             if now >= self.last_idle_check + IDLE_CHECK_INTERVAL {
                 self.last_idle_check = now;
                 self.check_idle(now);
@@ -294,6 +318,7 @@ impl Server {
             for i in ready {
                 self.drive(i);
             }
+            self.finish_group_work();
             self.finish_closes();
             self.notifier.tick(now);
             if self.last_status.is_none_or(|t| now >= t + STATUS_INTERVAL) {
@@ -330,6 +355,9 @@ impl Server {
         let mut next = self.tailer.next_deadline().min(now + Duration::from_secs(1));
         if let Some(w) = self.notifier.next_watchdog(now) {
             next = next.min(w);
+        }
+        if let Some(g) = self.groups.next_deadline() {
+            next = next.min(g);
         }
         for &i in &self.parked {
             if let Some(Some(Conn { state: ConnState::Parked(p), .. })) = self.conns.get(i) {
@@ -459,7 +487,7 @@ impl Server {
         loop {
             let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
             match &mut c.state {
-                ConnState::Parked(_) => return,
+                ConnState::Parked(_) | ConnState::GroupWait { .. } | ConnState::AfterSync(_) => return,
                 ConnState::Writing(plan) => {
                     let before = plan.remaining();
                     let mut sent = Sent::default();
@@ -547,7 +575,17 @@ impl Server {
     fn handle(&mut self, i: usize, frame: Bytes) {
         self.counters.requests += 1;
         let now = Instant::now();
-        let mut ctx = Context { view: &mut self.tailer.view, config: &self.config, errors: Vec::new() };
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let client_host =
+            self.conns.get(i).and_then(Option::as_ref).map(|c| c.peer.ip().to_string()).unwrap_or_default();
+        let mut ctx = Context {
+            view: &mut self.tailer.view,
+            config: &self.config,
+            groups: &mut self.groups,
+            origin: Origin { waiter: Waiter { conn: i, serial }, client_host: format!("/{client_host}") },
+            errors: Vec::new(),
+        };
         // Decoding is done by a third-party codec; a panic there must cost one connection only.
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| protocol::handle_request(frame, &mut ctx, now)));
@@ -585,6 +623,53 @@ impl Server {
                 self.metrics.protocol_violations.inc();
                 self.close(i, why, true);
             }
+            Outcome::AwaitGroup => match meta {
+                Some(meta) => c.state = ConnState::GroupWait { serial, meta },
+                None => self.close(i, "internal: a group wait without a request".into(), true),
+            },
+            Outcome::RespondAfterSync(plan) => {
+                c.state = ConnState::AfterSync(plan);
+                self.after_sync.push(i);
+            }
+        }
+    }
+
+    /// Delivers the coordinator's late JoinGroup/SyncGroup answers, then syncs the offsets
+    /// store once for every commit of this turn and releases the responses that waited for it.
+    fn finish_group_work(&mut self) {
+        for (waiter, completion) in self.groups.coordinator.take_completions() {
+            let Some(c) = self.conns.get_mut(waiter.conn).and_then(Option::as_mut) else { continue };
+            let ConnState::GroupWait { serial, meta } = &c.state else { continue };
+            if *serial != waiter.serial {
+                continue;
+            }
+            let meta = meta.clone();
+            match protocol::encode_completion(&meta, completion) {
+                Outcome::Respond(plan) => {
+                    c.state = ConnState::Writing(plan);
+                    c.last_progress = Instant::now();
+                    self.ready.push_back(waiter.conn);
+                }
+                Outcome::Close(why) => self.close(waiter.conn, why, true),
+                _ => self.close(waiter.conn, "internal: unexpected group completion".into(), true),
+            }
+        }
+        if self.after_sync.is_empty() && !self.groups.store.is_dirty() {
+            return;
+        }
+        let synced = self.groups.store.sync();
+        if let Err(e) = &synced {
+            log::error!("committed offsets could not be made durable: {e}; the commits are not acknowledged");
+        }
+        for i in std::mem::take(&mut self.after_sync) {
+            let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { continue };
+            let ConnState::AfterSync(plan) = std::mem::replace(&mut c.state, ConnState::Reading) else { continue };
+            if synced.is_ok() {
+                c.state = ConnState::Writing(plan);
+                self.ready.push_back(i);
+            } else {
+                self.close(i, "the offsets store failed to sync; closing instead of acknowledging".into(), true);
+            }
         }
     }
 
@@ -599,7 +684,13 @@ impl Server {
                 still.push(i);
                 continue;
             }
-            let mut ctx = Context { view: &mut self.tailer.view, config: &self.config, errors: Vec::new() };
+            let mut ctx = Context {
+                view: &mut self.tailer.view,
+                config: &self.config,
+                groups: &mut self.groups,
+                origin: Origin { waiter: Waiter { conn: i, serial: 0 }, client_host: String::new() },
+                errors: Vec::new(),
+            };
             match fetch::retry(p, &mut ctx, now) {
                 Some(plan) => {
                     for code in ctx.errors {
@@ -705,7 +796,7 @@ impl Server {
         let idle = Duration::from_millis(self.limits.idle_timeout_ms);
         for i in 0..self.conns.len() {
             let Some(c) = self.conns[i].as_ref() else { continue };
-            if matches!(c.state, ConnState::Parked(_)) {
+            if matches!(c.state, ConnState::Parked(_) | ConnState::GroupWait { .. }) {
                 continue;
             }
             if now.duration_since(c.last_progress) >= idle {

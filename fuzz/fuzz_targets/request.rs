@@ -9,13 +9,18 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use logferry::groups::{GroupConfig, Groups, OffsetLimits, Waiter};
 use logferry::log::LogView;
-use logferry::protocol::{check_frame, handle_request, Context, ServeConfig, Visibility};
+use logferry::protocol::{check_frame, handle_request, Context, Origin, ServeConfig, Visibility};
 
 #[global_allocator]
 static ALLOC: logferry::alloc::GuardedAlloc = logferry::alloc::GuardedAlloc;
 
 thread_local! {
+    static STATE: tempfile::TempDir = tempfile::tempdir().expect("state dir");
+    static GROUPS: RefCell<Groups> = RefCell::new(STATE.with(|d| {
+        Groups::open(d.path(), GroupConfig::default(), OffsetLimits::default(), Instant::now()).expect("offsets store")
+    }));
     static VIEW: RefCell<LogView> = RefCell::new(
         LogView::open(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/logdir")], 64).expect("fixture"),
     );
@@ -40,8 +45,20 @@ fuzz_target!(|data: &[u8]| {
     // ...and the whole request path on the bytes as a frame body.
     let config = config();
     VIEW.with(|v| {
-        let mut view = v.borrow_mut();
-        let mut ctx = Context { view: &mut view, config: &config, errors: Vec::new() };
-        let _ = handle_request(Bytes::copy_from_slice(data), &mut ctx, Instant::now());
+        GROUPS.with(|g| {
+            let mut view = v.borrow_mut();
+            let mut groups = g.borrow_mut();
+            let mut ctx = Context {
+                view: &mut view,
+                config: &config,
+                groups: &mut groups,
+                origin: Origin { waiter: Waiter { conn: 0, serial: 1 }, client_host: "/127.0.0.1".into() },
+                errors: Vec::new(),
+            };
+            let _ = handle_request(Bytes::copy_from_slice(data), &mut ctx, Instant::now());
+            // Keep the store from growing without bound across millions of inputs.
+            let _ = groups.store.sync();
+            groups.coordinator.tick(Instant::now());
+        });
     });
 });

@@ -28,6 +28,8 @@ pub struct Cli {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
+// Parsed once at start-up; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Serve(ServeArgs),
     Dump(DumpArgs),
@@ -108,6 +110,42 @@ pub struct ServeArgs {
     /// period of the full rescan behind inotify, in milliseconds (default 5000)
     #[argh(option, default = "crate::log::tailer::RESCAN_INTERVAL_MS_DEFAULT")]
     pub rescan_ms: u64,
+
+    /// directory for logferry's own state (committed offsets of consumer groups); never inside
+    /// a log dir (default: $STATE_DIRECTORY under systemd, else $XDG_STATE_HOME/logferry, else
+    /// ~/.local/state/logferry)
+    #[argh(option)]
+    pub state_dir: Option<PathBuf>,
+
+    /// most consumer groups (with members, or with committed offsets; default 10000)
+    #[argh(option, default = "10_000")]
+    pub groups_max: usize,
+
+    /// most members in one group; more get GROUP_MAX_SIZE_REACHED (default 1000)
+    #[argh(option, default = "1_000")]
+    pub group_members_max: usize,
+
+    /// largest metadata string of one committed offset, in bytes (default 4096)
+    #[argh(option, default = "4096")]
+    pub offset_metadata_bytes_max: usize,
+
+    /// how long a new group waits for more members before its first generation, in
+    /// milliseconds (Kafka's group.initial.rebalance.delay.ms; default 3000)
+    #[argh(option, default = "3_000")]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// smallest session timeout a member may ask for, in milliseconds (default 6000)
+    #[argh(option, default = "6_000")]
+    pub group_session_timeout_ms_min: i32,
+
+    /// largest session timeout a member may ask for, in milliseconds (default 1800000)
+    #[argh(option, default = "1_800_000")]
+    pub group_session_timeout_ms_max: i32,
+
+    /// committed offsets of groups without members are deleted this long after their last
+    /// commit, in milliseconds (Kafka's offsets.retention.minutes; default 604800000, 7 days)
+    #[argh(option, default = "604_800_000")]
+    pub offsets_retention_ms: u64,
 }
 
 /// Print .log, .index, .timeindex and .txnindex files the way Kafka's kafka-dump-log.sh

@@ -7,10 +7,11 @@
 //! has one, else the log end).
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::groups::{GroupConfig, Groups, OffsetLimits};
 use crate::log::tailer::Tailer;
 use crate::log::LogView;
 use crate::protocol::{ServeConfig, Visibility};
@@ -53,6 +54,57 @@ pub fn read_broker_config(path: &Path) -> Result<(Vec<std::path::PathBuf>, Optio
         None => None,
     };
     Ok((dirs, node))
+}
+
+/// The state directory: the flag, else systemd's `$STATE_DIRECTORY`, else the XDG state home.
+/// Refused when it is inside one of the log dirs (logferry never writes there).
+pub fn resolve_state_dir(flag: Option<&Path>, log_dirs: &[PathBuf]) -> Result<PathBuf, String> {
+    let dir = match flag {
+        Some(d) => d.to_path_buf(),
+        None => match std::env::var_os("STATE_DIRECTORY").filter(|s| !s.is_empty()) {
+            // systemd may pass several, colon-separated; the first is ours.
+            Some(s) => PathBuf::from(s.to_string_lossy().split(':').next().unwrap_or_default()),
+            None => match (std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()), std::env::var_os("HOME")) {
+                (Some(x), _) => PathBuf::from(x).join("logferry"),
+                (None, Some(h)) => PathBuf::from(h).join(".local/state/logferry"),
+                (None, None) => return Err("no --state-dir given and neither STATE_DIRECTORY nor HOME is set".into()),
+            },
+        },
+    };
+    // Resolve through the deepest existing ancestor, so nothing is created before the check.
+    let absolute = if dir.is_absolute() {
+        dir.clone()
+    } else {
+        std::env::current_dir().map_err(|e| format!("--state-dir: cannot read the working directory: {e}"))?.join(&dir)
+    };
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(p), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = p;
+            }
+            _ => break,
+        }
+    }
+    let mut canon = existing.canonicalize().map_err(|e| format!("--state-dir {}: {e}", dir.display()))?;
+    for name in rest.iter().rev() {
+        canon.push(name);
+    }
+    for l in log_dirs {
+        if let Ok(lc) = l.canonicalize() {
+            if canon.starts_with(&lc) {
+                return Err(format!(
+                    "--state-dir {} is inside the log dir {}; logferry never writes into a Kafka log dir",
+                    dir.display(),
+                    l.display()
+                ));
+            }
+        }
+    }
+    std::fs::create_dir_all(&canon).map_err(|e| format!("--state-dir {}: cannot create it: {e}", dir.display()))?;
+    Ok(canon)
 }
 
 pub fn run(args: &ServeArgs) -> ExitCode {
@@ -118,6 +170,34 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    let state_dir = match resolve_state_dir(args.state_dir.as_deref(), &log_dirs) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    if args.group_session_timeout_ms_min <= 0 || args.group_session_timeout_ms_min > args.group_session_timeout_ms_max {
+        return fail("--group-session-timeout-ms-min must be positive and at most --group-session-timeout-ms-max");
+    }
+    for (name, v) in [("--groups-max", args.groups_max), ("--group-members-max", args.group_members_max)] {
+        if v == 0 {
+            return fail(format!("{name} must be at least 1"));
+        }
+    }
+    let group_config = GroupConfig {
+        groups_max: args.groups_max,
+        members_per_group_max: args.group_members_max,
+        session_timeout_ms_min: args.group_session_timeout_ms_min,
+        session_timeout_ms_max: args.group_session_timeout_ms_max,
+        initial_rebalance_delay_ms: args.group_initial_rebalance_delay_ms,
+    };
+    let offset_limits = OffsetLimits {
+        metadata_bytes_max: args.offset_metadata_bytes_max,
+        retention_ms: args.offsets_retention_ms,
+        groups_max: args.groups_max,
+    };
+    let groups = match Groups::open(&state_dir, group_config, offset_limits, Instant::now()) {
+        Ok(g) => g,
+        Err(e) => return fail(format!("--state-dir: {e}")),
+    };
     let cluster_id = view.cluster_id().map(str::to_string).unwrap_or_else(|| "logferry".to_string());
     let node_id = args.node_id.or(config_node).or(view.node_id()).unwrap_or(0);
     let tailer = Tailer::new(view, !args.no_inotify, args.rescan_ms, Instant::now());
@@ -137,7 +217,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         idle_timeout_ms: args.idle_timeout_ms,
         ..Limits::default()
     };
-    let mut server = match Server::bind(listen, tailer, config, limits) {
+    let mut server = match Server::bind(listen, tailer, groups, config, limits) {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
     };
@@ -166,7 +246,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     };
     let dirs: Vec<String> = log_dirs.iter().map(|d| d.display().to_string()).collect();
     log::info!(
-        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}{metrics_note}",
+        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}, state dir {}{metrics_note}",
         env!("CARGO_PKG_VERSION"),
         config.advertised_host,
         config.advertised_port,
@@ -177,7 +257,8 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         match visibility {
             Visibility::LogEnd => "log-end",
             Visibility::Checkpoint => "checkpoint",
-        }
+        },
+        state_dir.display()
     );
     match server.run() {
         Ok(_) => {

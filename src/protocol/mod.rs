@@ -21,11 +21,20 @@
 //! does). Write APIs get a log line saying logferry is read-only.
 
 pub mod api_versions;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use std::time::Instant;
 
@@ -33,6 +42,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::groups::{Groups, Waiter};
 use crate::log::{LogView, TopicPartition};
 use crate::send::WritePlan;
 
@@ -43,11 +53,23 @@ pub mod error_code {
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const INVALID_REQUEST: i16 = 42;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 }
@@ -62,6 +84,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
 ];
 
 /// APIs that write or administer; refused with a log line naming logferry as read-only.
@@ -162,15 +193,32 @@ pub struct Bounds {
     pub leader_epoch: i32,
 }
 
-/// The handlers' view of the world: the log plus this server's configuration.
+/// Where a request came from: what the group coordinator needs to answer it later and to
+/// describe the member.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub waiter: Waiter,
+    pub client_host: String,
+}
+
+/// The handlers' view of the world: the log, the groups, and this server's configuration.
 pub struct Context<'a> {
     pub view: &'a mut LogView,
     pub config: &'a ServeConfig,
+    pub groups: &'a mut Groups,
+    pub origin: Origin,
     /// Error codes the handlers answered with, for metrics.
     pub errors: Vec<i16>,
 }
 
 impl Context<'_> {
+    /// Records a non-zero error code for the metrics.
+    pub fn note_error(&mut self, code: i16) {
+        if code != error_code::NONE {
+            self.errors.push(code);
+        }
+    }
+
     /// Log start, log end, high watermark and last stable offset of a partition, by the
     /// configured visibility mode. `None` for a partition logferry does not have.
     pub fn bounds(&mut self, tp: &TopicPartition) -> Result<Option<Bounds>, crate::log::LogError> {
@@ -198,6 +246,22 @@ pub enum Outcome {
     Park(Box<fetch::Parked>),
     /// Close the connection; the string says why, for the log line.
     Close(String),
+    /// A JoinGroup or SyncGroup waiting for other members: the coordinator completes it later
+    /// (see [`encode_completion`]).
+    AwaitGroup,
+    /// A response that may only be written once the offsets store has synced this turn's
+    /// commits (OffsetCommit, and OffsetFetch while commits are unsynced).
+    RespondAfterSync(WritePlan),
+}
+
+/// Encodes the coordinator's late answer to a JoinGroup or SyncGroup.
+pub fn encode_completion(meta: &RequestMeta, completion: crate::groups::coordinator::Completion) -> Outcome {
+    use crate::groups::coordinator::Completion;
+    match (meta.api_key, completion) {
+        (ApiKey::JoinGroup, Completion::Join(r)) => respond(meta, &join_group::response(meta.api_version, r)),
+        (ApiKey::SyncGroup, Completion::Sync(r)) => respond(meta, &sync_group::response(meta.api_version, r)),
+        (key, _) => Outcome::Close(format!("internal: a group completion does not match the {key:?} in flight")),
+    }
 }
 
 /// The header fields a response and the log lines need.
@@ -304,6 +368,42 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
         },
         ApiKey::Fetch => match decode_body(&mut buf, &meta) {
             Ok(req) => fetch::handle(meta.clone(), req, ctx, now),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::FindCoordinator => match decode_body(&mut buf, &meta) {
+            Ok(req) => find_coordinator::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::JoinGroup => match decode_body(&mut buf, &meta) {
+            Ok(req) => join_group::handle(&meta, req, ctx, now),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::SyncGroup => match decode_body(&mut buf, &meta) {
+            Ok(req) => sync_group::handle(&meta, req, ctx, now),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::Heartbeat => match decode_body(&mut buf, &meta) {
+            Ok(req) => heartbeat::handle(&meta, &req, ctx, now),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::LeaveGroup => match decode_body(&mut buf, &meta) {
+            Ok(req) => leave_group::handle(&meta, &req, ctx, now),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::OffsetCommit => match decode_body(&mut buf, &meta) {
+            Ok(req) => offset_commit::handle(&meta, &req, ctx, now),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::OffsetFetch => match decode_body(&mut buf, &meta) {
+            Ok(req) => offset_fetch::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::ListGroups => match decode_body(&mut buf, &meta) {
+            Ok(req) => list_groups::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::DescribeGroups => match decode_body(&mut buf, &meta) {
+            Ok(req) => describe_groups::handle(&meta, &req, ctx),
             Err(e) => Outcome::Close(e),
         },
         other => Outcome::Close(format!("{other:?} has no handler")),

@@ -32,8 +32,23 @@ def _lines(out):
     return sorted(l for l in out.decode().splitlines() if l)
 
 
+KCAT_FORMAT = "%t\\t%p\\t%o\\t%T\\t%K\\t%S\\t%h\\t%k%s\\x1e"
+
+
 def command(client, bootstrap, topic, isolation, timeout_s, start):
-    """The command line of a consumer. START: beginning, ts:MILLIS or end:N (see Consume.java)."""
+    """The command line of a consumer. START: beginning, ts:MILLIS, end:N (see Consume.java) or
+    group:NAME (a member of group NAME that runs until SIGTERM; see GroupMember)."""
+    if client == "java" and start.startswith("group:"):
+        return [broker.JAVA, "-cp", broker.classpath(),
+                f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2.properties')}",
+                "logferry.harness.GroupConsume", bootstrap, topic, start[len("group:"):], str(timeout_s)]
+    if client == "kcat" and start.startswith("group:"):
+        # A balanced consumer (-G) with the cooperative-sticky assignor, unbuffered output (-u).
+        return ["kcat", "-b", bootstrap, "-G", start[len("group:"):], "-q", "-u", "-f", KCAT_FORMAT,
+                "-X", f"isolation.level={isolation}", "-X", "auto.offset.reset=earliest",
+                "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000",
+                "-X", "auto.commit.interval.ms=1000", "-X", "partition.assignment.strategy=cooperative-sticky",
+                topic]
     if client == "java":
         return [broker.JAVA, "-cp", broker.classpath(),
                 f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2.properties')}",
@@ -43,8 +58,8 @@ def command(client, bootstrap, topic, isolation, timeout_s, start):
     if client == "kafka-python":
         return [sys.executable, os.path.join(HERE, "pyconsume.py"), bootstrap, topic, isolation, str(timeout_s), start]
     if client == "kcat":
-        fmt = "%t\\t%p\\t%o\\t%T\\t%K\\t%S\\t%h\\t%k%s\\x1e"
-        cmd = ["kcat", "-C", "-b", bootstrap, "-t", topic, "-q", "-X", f"isolation.level={isolation}", "-f", fmt]
+        cmd = ["kcat", "-C", "-b", bootstrap, "-t", topic, "-q", "-X", f"isolation.level={isolation}",
+               "-f", KCAT_FORMAT]
         if start.startswith("ts:"):
             return cmd + ["-o", "s@" + start[3:], "-e"]
         if start.startswith("end:"):
@@ -107,10 +122,70 @@ class Tailing:
         return parse_kcat(out) if self.client == "kcat" else _lines(out)
 
 
+class GroupMember:
+    """A consumer-group member (start "group:NAME", see each client) running in the background
+    with its output going to a file, so lines printed before a SIGKILL are kept."""
+
+    def __init__(self, client, bootstrap, topic, group, out_path, timeout_s=600):
+        self.client = client
+        self.out_path = out_path
+        self.err_path = out_path + ".err"
+        self.cmd = command(client, bootstrap, topic, "read_uncommitted", timeout_s, f"group:{group}")
+        self.restarts = 0
+        self._spawn("wb")
+
+    def _spawn(self, mode):
+        self.out = open(self.out_path, mode)
+        self.err = open(self.err_path, mode)
+        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=self.err)
+
+    def restart(self):
+        """Starts the member again (same group, output appended), as a supervisor would."""
+        self.out.close()
+        self.err.close()
+        self.restarts += 1
+        self._spawn("ab")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL: no LeaveGroup, no final commit; the coordinator must notice by itself."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self, timeout_s=30):
+        """SIGTERM, then wait for the member to commit, leave and exit."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.out.close()
+        self.err.close()
+
+    def lines(self):
+        """Canonical lines in the order the member printed them."""
+        with open(self.out_path, "rb") as f:
+            data = f.read()
+        if self.client == "kcat":
+            # Only whole records (a SIGKILL may cut the last one).
+            end = data.rfind(SEP)
+            return parse_kcat(data[:end + 1], keep_order=True) if end >= 0 else []
+        # Only newline-terminated lines (a SIGKILL may cut the last one).
+        return [l.decode(errors="replace") for l in data.split(b"\n")[:-1] if l]
+
+    def stderr_tail(self):
+        with open(self.err_path, "rb") as f:
+            return f.read()[-3000:].decode(errors="replace")
+
+
 SEP = b"\x1e"  # record separator; the key and value follow as raw bytes, framed by their lengths
 
 
-def parse_kcat(out):
+def parse_kcat(out, keep_order=False):
     lines = []
     pos = 0
     while pos < len(out):
@@ -132,7 +207,7 @@ def parse_kcat(out):
                                "null" if key is None else key.hex(),
                                "null" if value is None else hashlib.sha256(value).hexdigest(),
                                kcat_headers(hdrs)]))
-    return sorted(lines)
+    return lines if keep_order else sorted(lines)
 
 
 def kcat_headers(raw):

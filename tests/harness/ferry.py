@@ -4,6 +4,7 @@ import atexit
 import contextlib
 import os
 import subprocess
+import tempfile
 import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -11,10 +12,14 @@ BIN = os.environ.get("LOGFERRY_BIN") or os.path.join(ROOT, "target", "release", 
 
 
 class Ferry:
-    def __init__(self, log_dirs, extra=(), rust_log="info"):
+    def __init__(self, log_dirs, extra=(), rust_log="info", listen="127.0.0.1:0", state_dir=None):
         if not os.path.exists(BIN):
             raise RuntimeError(f"logferry binary missing at {BIN}: run cargo build --release")
-        cmd = [BIN, "serve", "--listen", "127.0.0.1:0"]
+        if state_dir is None:
+            self._state = tempfile.TemporaryDirectory(prefix="logferry-state-")
+            state_dir = self._state.name
+        self.state_dir = state_dir
+        cmd = [BIN, "serve", "--listen", listen, "--state-dir", state_dir]
         for d in log_dirs:
             cmd += ["--log-dir", d]
         cmd += list(extra)
@@ -36,6 +41,12 @@ class Ferry:
         if not ready.wait(30):
             self.stop()
             raise TimeoutError("logferry serve did not print its address within 30 s:\n" + "\n".join(self.log[-20:]))
+
+    def kill(self):
+        """SIGKILL: no drain, no clean-up; what a crash looks like."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
 
     def stop(self):
         if self.proc.poll() is None:

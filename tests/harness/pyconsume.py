@@ -3,9 +3,12 @@ topic from the start, reads to the end offsets seen at start and prints one cano
 record: "topic partition offset timestamp key-hex value-sha256 headers".
 
 Usage: python3 pyconsume.py BOOTSTRAP TOPIC [read_committed|read_uncommitted] [TIMEOUT_S] [START]
-START: beginning (default), ts:MILLIS or end:N (see the Java consumer).
+START: beginning (default), ts:MILLIS, end:N (see the Java consumer) or group:NAME (a member of
+consumer group NAME with kafka-python's default (eager) assignors, auto commit every second and a
+6 s session; prints each record as it arrives and runs until SIGTERM or the timeout).
 """
 import hashlib
+import signal
 import sys
 import time
 
@@ -20,6 +23,27 @@ def sha_or_null(b):
     return "null" if b is None else hashlib.sha256(b).hexdigest()
 
 
+def line(r):
+    hs = ",".join(k.encode().hex() + "=" + hex_or_null(v) for k, v in r.headers) or "-"
+    return (f"{r.topic} {r.partition} {r.offset} {r.timestamp} "
+            f"{hex_or_null(r.key)} {sha_or_null(r.value)} {hs}\n")
+
+
+def run_group(bootstrap, topic, group, isolation, timeout_s):
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, isolation_level=isolation,
+                      auto_offset_reset="earliest", enable_auto_commit=True, auto_commit_interval_ms=1000,
+                      session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    deadline = time.monotonic() + timeout_s
+    while not stopping and time.monotonic() < deadline:
+        for _, records in c.poll(timeout_ms=200).items():
+            for r in records:
+                sys.stdout.write(line(r))
+            sys.stdout.flush()
+    c.close()
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit("usage: pyconsume.py BOOTSTRAP TOPIC [ISOLATION] [TIMEOUT_S]")
@@ -27,6 +51,8 @@ def main():
     isolation = sys.argv[3] if len(sys.argv) > 3 else "read_uncommitted"
     timeout_s = int(sys.argv[4]) if len(sys.argv) > 4 else 60
     start = sys.argv[5] if len(sys.argv) > 5 else "beginning"
+    if start.startswith("group:"):
+        return run_group(bootstrap, topic, start[len("group:"):], isolation, timeout_s)
     c = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation,
                       enable_auto_commit=False, group_id=None)
     deadline = time.monotonic() + timeout_s
@@ -66,9 +92,7 @@ def main():
             sys.exit(f"timed out before reaching the end offsets {end}")
         for tp, records in c.poll(timeout_ms=200).items():
             for r in records:
-                hs = ",".join(k.encode().hex() + "=" + hex_or_null(v) for k, v in r.headers) or "-"
-                out.append(f"{r.topic} {r.partition} {r.offset} {r.timestamp} "
-                           f"{hex_or_null(r.key)} {sha_or_null(r.value)} {hs}\n")
+                out.append(line(r))
     sys.stdout.write("".join(out))
     c.close()
 

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
+use logferry::groups::{GroupConfig, Groups, OffsetLimits, Waiter};
 use logferry::log::scan::{Scanner, Step};
 use logferry::log::{records, LogView};
-use logferry::protocol::{check_frame, handle_request, Context, Outcome, ServeConfig, Visibility};
+use logferry::protocol::{check_frame, handle_request, Context, Origin, Outcome, ServeConfig, Visibility};
 
 fn files(dir: &str) -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -35,6 +36,9 @@ fn request_corpus_and_regressions() {
         response_bytes_max: 1 << 20,
         partitions_per_request_max: 1000,
     };
+    let state = tempfile::tempdir().unwrap();
+    let mut groups =
+        Groups::open(state.path(), GroupConfig::default(), OffsetLimits::default(), Instant::now()).unwrap();
     let mut inputs = files("fuzz/corpus/request");
     let regressions = files("fuzz/regressions/request");
     assert!(!regressions.is_empty());
@@ -43,7 +47,13 @@ fn request_corpus_and_regressions() {
     for path in &inputs {
         let data = std::fs::read(path).unwrap();
         let _ = check_frame(&data, 1 << 20);
-        let mut ctx = Context { view: &mut view, config: &config, errors: Vec::new() };
+        let mut ctx = Context {
+            view: &mut view,
+            config: &config,
+            groups: &mut groups,
+            origin: Origin { waiter: Waiter { conn: 0, serial: 1 }, client_host: "/127.0.0.1".into() },
+            errors: Vec::new(),
+        };
         let (_, outcome) = handle_request(Bytes::from(data), &mut ctx, Instant::now());
         if regressions.contains(path) {
             assert!(matches!(outcome, Outcome::Close(_)), "{} must close the connection", path.display());

@@ -82,10 +82,16 @@ pub fn serve_with(extra: &[&str], env: &[(&str, &str)], setup: impl FnOnce(&Path
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/logdir"), &dir.path().join("logdir"));
     let logdir = dir.path().join("logdir");
+    let state = dir.path().join("state");
     setup(&logdir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_logferry"))
         .args(["serve", "--log-dir", logdir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(if extra.contains(&"--rescan-ms") { &[][..] } else { &["--rescan-ms", "200"][..] })
+        .args(if extra.contains(&"--state-dir") {
+            vec![]
+        } else {
+            vec!["--state-dir".to_string(), state.display().to_string()]
+        })
         .args(extra)
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())
@@ -244,7 +250,13 @@ fn api_versions_every_version_and_the_unknown_one() {
         assert!(keys.contains(&(23, 2, 4)));
         assert!(keys.contains(&(18, 0, 4)));
         assert!(keys.contains(&(0, 3, 13)));
-        assert_eq!(keys.len(), 6, "nothing else is advertised");
+        // The group coordinator's APIs.
+        for k in
+            [(10, 0, 6), (11, 0, 9), (14, 0, 5), (12, 0, 4), (13, 0, 5), (8, 2, 9), (9, 1, 9), (16, 0, 5), (15, 0, 6)]
+        {
+            assert!(keys.contains(&k), "v{v} lacks {k:?}");
+        }
+        assert_eq!(keys.len(), 15, "nothing else is advertised");
     }
     let mut f = c.frame(4, &ApiVersionsRequest::default());
     f[6..8].copy_from_slice(&9i16.to_be_bytes());
@@ -253,7 +265,7 @@ fn api_versions_every_version_and_the_unknown_one() {
     let _ = ResponseHeader::decode(&mut body, 0).unwrap();
     let r = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(r.error_code, 35);
-    assert_eq!(r.api_keys.len(), 6);
+    assert_eq!(r.api_keys.len(), 15);
 }
 
 #[test]

@@ -137,6 +137,7 @@ fn broker_config_gives_log_dirs_and_node_id() {
     .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_logferry"))
         .args(["serve", "--broker-config", props.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--state-dir", tmp.path().join("state").to_str().unwrap()])
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()

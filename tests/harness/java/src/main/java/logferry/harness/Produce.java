@@ -45,7 +45,7 @@ public final class Produce {
             case "idempotent" -> p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
             case "txn" -> p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "harness-" + topic);
             case "large" -> p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, String.valueOf(4 << 20));
-            case "plain", "compacted", "retention", "many" -> { }
+            case "plain", "compacted", "retention", "many", "grouped" -> { }
             default -> {
                 System.err.println("unknown workload " + workload);
                 System.exit(2);
@@ -58,11 +58,16 @@ public final class Produce {
             } else {
                 List<Future<RecordMetadata>> acks = new ArrayList<>();
                 List<ProducerRecord<byte[], byte[]>> sent = new ArrayList<>();
-                int partitions = workload.equals("many") ? 100 : 3;
+                int partitions = partitionsOf(workload);
                 for (int i = 0; i < count; i++) {
                     ProducerRecord<byte[], byte[]> r = record(workload, topic, i, partitions, rnd);
                     sent.add(r);
                     acks.add(producer.send(r));
+                    if (workload.equals("grouped") && i % 50 == 49) {
+                        // Paced: the broker keeps writing while group consumers read.
+                        producer.flush();
+                        Thread.sleep(100);
+                    }
                     if (workload.equals("compacted") && i % 500 == 499) {
                         // Let segment.ms pass so the log rolls and the cleaner has sealed
                         // segments to compact.
@@ -74,6 +79,14 @@ public final class Produce {
                 for (int i = 0; i < acks.size(); i++) print("C", sent.get(i), acks.get(i).get());
             }
         }
+    }
+
+    static int partitionsOf(String workload) {
+        return switch (workload) {
+            case "many" -> 100;
+            case "grouped" -> 6;
+            default -> 3;
+        };
     }
 
     static ProducerRecord<byte[], byte[]> record(String workload, String topic, int i, int partitions, Random rnd) {
@@ -154,7 +167,7 @@ public final class Produce {
         ap.put("bootstrap.servers", bootstrap);
         try (Admin admin = Admin.create(ap)) {
             if (admin.listTopics().names().get().contains(topic)) return;
-            int partitions = workload.equals("many") ? 100 : 3;
+            int partitions = partitionsOf(workload);
             NewTopic t = new NewTopic(topic, partitions, (short) 1);
             switch (workload) {
                 case "compacted" -> t.configs(Map.of("cleanup.policy", "compact", "segment.ms", "500",

@@ -1,0 +1,116 @@
+//! OffsetFetch (key 9, v1–9): a group's committed offsets.
+//!
+//! Owns both request shapes: v1–7 name one group (topics null = every committed partition, v2+),
+//! v8–9 a batch of groups. A partition without a committed offset answers offset −1, empty
+//! metadata, error NONE, as Kafka does; the leader epoch (v5+) is the committed one or −1.
+//! `require_stable` (v7+) needs nothing: logferry has no pending transactional commits. When
+//! commits of this loop turn are not yet on disk the response waits for the store's sync
+//! ([`Outcome::RespondAfterSync`]), so nobody reads an offset a crash could still take back.
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{encode_response, Context, Outcome, RequestMeta};
+use crate::groups::store::GroupOffsets;
+use crate::send::WritePlan;
+
+/// (offset, leader epoch, metadata) for one partition of a group.
+fn lookup(offs: Option<&GroupOffsets>, topic: &str, partition: i32) -> (i64, i32, String) {
+    match offs.and_then(|o| o.get(&(topic.to_string(), partition))) {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata.clone().unwrap_or_default()),
+        None => (-1, -1, String::new()),
+    }
+}
+
+/// Topic → partitions to answer: the requested ones, or every committed one when `None`.
+fn wanted(offs: Option<&GroupOffsets>, topics: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<i32>)> {
+    match topics {
+        Some(t) => t,
+        None => {
+            let mut out: Vec<(String, Vec<i32>)> = Vec::new();
+            for (t, p) in offs.into_iter().flat_map(|o| o.keys()) {
+                match out.last_mut() {
+                    Some((last, ps)) if last == t => ps.push(*p),
+                    _ => out.push((t.clone(), vec![*p])),
+                }
+            }
+            out
+        }
+    }
+}
+
+pub fn handle(meta: &RequestMeta, req: &OffsetFetchRequest, ctx: &mut Context<'_>) -> Outcome {
+    let v = meta.api_version;
+    let store = &ctx.groups.store;
+    let mut resp = OffsetFetchResponse::default();
+    if v >= 8 {
+        for g in &req.groups {
+            let offs = store.group(g.group_id.as_str());
+            let topics = g
+                .topics
+                .as_ref()
+                .map(|ts| ts.iter().map(|t| (t.name.to_string(), t.partition_indexes.clone())).collect());
+            let topics = wanted(offs, topics)
+                .into_iter()
+                .map(|(t, ps)| {
+                    let partitions = ps
+                        .into_iter()
+                        .map(|p| {
+                            let (offset, epoch, md) = lookup(offs, &t, p);
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(Some(StrBytes::from_string(md)))
+                        })
+                        .collect();
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(StrBytes::from_string(t)))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            resp.groups.push(OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_topics(topics));
+        }
+    } else {
+        let offs = store.group(req.group_id.as_str());
+        let topics = req
+            .topics
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| (t.name.to_string(), t.partition_indexes.clone())).collect());
+        resp.topics = wanted(offs, topics)
+            .into_iter()
+            .map(|(t, ps)| {
+                let partitions = ps
+                    .into_iter()
+                    .map(|p| {
+                        let (offset, epoch, md) = lookup(offs, &t, p);
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(offset)
+                            .with_committed_leader_epoch(if v >= 5 { epoch } else { -1 })
+                            .with_metadata(Some(StrBytes::from_string(md)))
+                    })
+                    .collect();
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(t)))
+                    .with_partitions(partitions)
+            })
+            .collect();
+    }
+    match encode_response(meta, &resp) {
+        Ok(b) => {
+            let mut plan = WritePlan::new();
+            plan.push_mem(b);
+            if ctx.groups.store.is_dirty() {
+                Outcome::RespondAfterSync(plan)
+            } else {
+                Outcome::Respond(plan)
+            }
+        }
+        Err(e) => Outcome::Close(e),
+    }
+}
