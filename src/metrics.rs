@@ -37,6 +37,10 @@ pub struct Metrics {
     pub file_shrunk: Counter,
     pub open_files: Gauge,
     pub loop_iteration_seconds: Histogram,
+    pub groups: Gauge,
+    pub group_members: Gauge,
+    pub offsets_sync_seconds: Histogram,
+    pub offsets_store_bytes: Gauge,
     exposed_end: Family<Labels, Gauge>,
     unexposed_bytes: Family<Labels, Gauge>,
     visibility_lag: Family<Labels, Gauge>,
@@ -65,6 +69,10 @@ impl Metrics {
             file_shrunk: Counter::default(),
             open_files: Gauge::default(),
             loop_iteration_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 18)),
+            groups: Gauge::default(),
+            group_members: Gauge::default(),
+            offsets_sync_seconds: Histogram::new(exponential_buckets(0.00002, 2.0, 18)),
+            offsets_store_bytes: Gauge::default(),
             exposed_end: Family::default(),
             unexposed_bytes: Family::default(),
             visibility_lag: Family::default(),
@@ -111,6 +119,14 @@ impl Metrics {
             "Event loop work per iteration (excluding the wait in poll)",
             m.loop_iteration_seconds.clone(),
         );
+        registry.register("groups", "Consumer groups with live members", m.groups.clone());
+        registry.register("group_members", "Members of all consumer groups", m.group_members.clone());
+        registry.register(
+            "offsets_sync_seconds",
+            "Writing and fdatasync of one loop turn's committed offsets (responses wait for it)",
+            m.offsets_sync_seconds.clone(),
+        );
+        registry.register("offsets_store_bytes", "Size of the committed-offsets file", m.offsets_store_bytes.clone());
         registry.register(
             "partition_exposed_end_offset",
             "Offset after the last complete, CRC-valid batch",

@@ -325,9 +325,7 @@ impl Server {
                 self.send_status(now);
             }
             self.metrics.connections.set(self.open_connections() as i64);
-            self.metrics
-                .parked_fetches
-                .set(self.conns.iter().flatten().filter(|c| matches!(c.state, ConnState::Parked(_))).count() as i64);
+            self.metrics.parked_fetches.set(self.parked.len() as i64);
             self.metrics.loop_iteration_seconds.observe(turn_start.elapsed().as_secs_f64());
             // Resume accepting a little below the cap, so accepting does not flap at the limit.
             let resume_at = self.limits.connections_max - (self.limits.connections_max / 10).max(1);
@@ -657,7 +655,10 @@ impl Server {
         if self.after_sync.is_empty() && !self.groups.store.is_dirty() {
             return;
         }
+        let sync_start = Instant::now();
         let synced = self.groups.store.sync();
+        self.metrics.offsets_sync_seconds.observe(sync_start.elapsed().as_secs_f64());
+        self.metrics.offsets_store_bytes.set(self.groups.store.file_bytes() as i64);
         if let Err(e) = &synced {
             log::error!("committed offsets could not be made durable: {e}; the commits are not acknowledged");
         }
@@ -768,6 +769,10 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break true,
             }
+            // Counted at scrape time: per-turn work must not walk every group.
+            self.metrics.groups.set(self.groups.coordinator.group_count() as i64);
+            self.metrics.group_members.set(self.groups.coordinator.member_count() as i64);
+            let Some(Some(c)) = self.metrics_conns.get_mut(i) else { return };
             let response = match metrics::parse_http(&c.rbuf) {
                 HttpAsk::Incomplete => continue,
                 HttpAsk::Metrics => metrics::http_response(

@@ -7,6 +7,7 @@ static ALLOC: logferry::alloc::GuardedAlloc = logferry::alloc::GuardedAlloc;
 
 mod fixture;
 mod fuzz_replay;
+mod groups;
 mod serve;
 mod service;
 mod sim;

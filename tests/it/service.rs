@@ -9,7 +9,9 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::{ApiVersionsRequest, GroupId, MetadataRequest, OffsetCommitRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -186,6 +188,19 @@ fn metrics_endpoint_http() {
     assert!(m.starts_with("HTTP/1.1 200 OK"));
     assert!(m.contains("logferry_requests_total{api=\"ApiVersions\",version=\"3\"} 1"), "{m}");
     assert!(m.contains("logferry_partition_exposed_end_offset{topic=\"plain\",partition=\"0\"}"));
+    assert!(m.contains("logferry_groups 0"), "{m}");
+    // A commit is synced (and timed) before it is answered.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("plain")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)])]);
+    assert_eq!(c.call(9, &commit).topics[0].partitions[0].error_code, 0);
+    let m = http_get(&addr, "/metrics");
+    assert!(m.contains("logferry_offsets_sync_seconds_count 1"), "{m}");
     assert!(http_get(&addr, "/nope").starts_with("HTTP/1.1 404"));
     // Garbage on the metrics port gets a 400 and costs nothing else.
     let mut g = TcpStream::connect(&addr).unwrap();
