@@ -143,7 +143,7 @@ fn every_version_of_every_group_api() {
         assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetCommit v{cv}");
         let r = c.call(cv, &commit_req(&group, generation + 1, &me, 1));
         assert_eq!(r.topics[0].partitions[0].error_code, 22, "OffsetCommit v{cv} with a stale generation");
-        let fv = (v + 1).min(9).max(1);
+        let fv = (v + 1).clamp(1, 9);
         assert_eq!(fetch_committed(&mut c, &group, fv), (40 + i64::from(v), 0), "OffsetFetch v{fv}");
         let lv = v.min(5);
         let leave = if lv >= 3 {
