@@ -57,6 +57,62 @@ fn main() {
             ])]);
         seeds.push((format!("fetch_v{v}"), frame(v, &req)));
     }
+    let group = || GroupId(StrBytes::from_static_str("g"));
+    let s = StrBytes::from_static_str;
+    for v in 0..=6 {
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g")])
+        } else {
+            FindCoordinatorRequest::default().with_key(s("g"))
+        };
+        seeds.push((format!("find_coordinator_v{v}"), frame(v, &req)));
+    }
+    for v in 0..=9 {
+        let req = JoinGroupRequest::default()
+            .with_group_id(group())
+            .with_session_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(s("range"))]);
+        seeds.push((format!("join_group_v{v}"), frame(v, &req)));
+    }
+    for v in 0..=5 {
+        let req = SyncGroupRequest::default().with_group_id(group()).with_generation_id(1).with_member_id(s("m"));
+        seeds.push((format!("sync_group_v{v}"), frame(v, &req)));
+        let req = LeaveGroupRequest::default().with_group_id(group());
+        seeds.push((format!("leave_group_v{v}"), frame(v, &req)));
+        let req = ListGroupsRequest::default();
+        seeds.push((format!("list_groups_v{v}"), frame(v, &req)));
+    }
+    for v in 0..=4 {
+        let req = HeartbeatRequest::default().with_group_id(group()).with_generation_id(1).with_member_id(s("m"));
+        seeds.push((format!("heartbeat_v{v}"), frame(v, &req)));
+    }
+    for v in 0..=6 {
+        let req = DescribeGroupsRequest::default().with_groups(vec![group()]);
+        seeds.push((format!("describe_groups_v{v}"), frame(v, &req)));
+    }
+    for v in 2..=9 {
+        let req =
+            OffsetCommitRequest::default().with_group_id(group()).with_generation_id_or_member_epoch(-1).with_topics(
+                vec![offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic()).with_partitions(
+                    vec![offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(5)],
+                )],
+            );
+        seeds.push((format!("offset_commit_v{v}"), frame(v, &req)));
+    }
+    for v in 1..=9 {
+        let req = if v >= 8 {
+            OffsetFetchRequest::default()
+                .with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(group())])
+        } else {
+            OffsetFetchRequest::default().with_group_id(group()).with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(topic())
+                    .with_partition_indexes(vec![0]),
+            ]))
+        };
+        seeds.push((format!("offset_fetch_v{v}"), frame(v, &req)));
+    }
     for (name, bytes) in &seeds {
         std::fs::write(format!("{dir}/{name}"), bytes).expect("write seed");
     }

@@ -16,6 +16,14 @@
 //!     └───────────────────────────────────────┘
 //! ```
 //!
+//! Two more states serve the group coordinator: `GroupWait` (a JoinGroup/SyncGroup the
+//! coordinator completes when the other members arrive or a timer fires; matched by a serial
+//! number so a late answer never reaches a reused slot) and `AfterSync` (an OffsetCommit
+//! response held until the offsets store has written and fsynced the turn's commits; one sync
+//! per turn covers every commit in it). The coordinator's timers run from the loop every
+//! `groups::TICK_INTERVAL`. The sync runs on the loop thread; its time is exported as
+//! `offsets_sync_seconds`.
+//!
 //! One request is in flight per connection (like a broker's muted channel): nothing more is
 //! read until the response is written. Sockets are registered once for both directions
 //! (edge-triggered); work continues until `WouldBlock` or until the turn's budget runs out, in

@@ -5,8 +5,9 @@
 //! size check on the 4-byte frame length *before* anything is buffered ([`check_frame`]), request
 //! header decoding, the table of `(api, min, max)` that is the single source of truth for what is
 //! served (it also generates the ApiVersions response), and the handlers. Handlers are pure with
-//! respect to I/O on sockets: they take a decoded request, the log view and `now`, and return a
-//! [`Outcome`]. Decoding and encoding of non-Fetch messages use the `kafka-protocol` crate; Fetch
+//! respect to I/O on sockets: they take a decoded request, the log view, the groups and `now`,
+//! and return an [`Outcome`] (a JoinGroup or SyncGroup may wait for the coordinator; an
+//! OffsetCommit response waits for the offsets store's sync). Decoding and encoding of non-Fetch messages use the `kafka-protocol` crate; Fetch
 //! responses are framed by hand in [`fetch`] so record bytes can go out with `sendfile`.
 //!
 //! ```text
