@@ -175,19 +175,97 @@ pub fn consume(addr: &str, topic: &str, partition: i32, end: i64, partition_max_
         s.read_exact(&mut buf[..n]).unwrap();
         let recs = records_of_v12(&buf[..n], corr);
         bytes += recs.len() as u64;
-        // Walk whole batches only (a partial trailing batch is refetched), as consumers do.
-        let mut pos = 0usize;
-        while pos + 12 <= recs.len() {
-            let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().unwrap());
-            let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().unwrap()) as usize;
-            if pos + 12 + len > recs.len() {
-                break;
-            }
-            let delta = i32::from_be_bytes(recs[pos + 23..pos + 27].try_into().unwrap());
-            offset = base + i64::from(delta) + 1;
-            pos += 12 + len;
+        // Whole batches only (a partial trailing batch is refetched), as consumers do.
+        offset = next_offset(recs).unwrap_or_else(|| panic!("no complete batch at offset {offset}"));
+    }
+    (t.elapsed().as_secs_f64(), bytes)
+}
+
+/// Offset after the last whole batch in `recs` (`None` when it holds no whole batch).
+pub fn next_offset(recs: &[u8]) -> Option<i64> {
+    let mut pos = 0usize;
+    let mut next = None;
+    while pos + 27 <= recs.len() {
+        let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().unwrap());
+        let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        if pos + 12 + len > recs.len() {
+            break;
         }
-        assert!(pos > 0, "no complete batch at offset {offset}");
+        let delta = i32::from_be_bytes(recs[pos + 23..pos + 27].try_into().unwrap());
+        next = Some(base + i64::from(delta) + 1);
+        pos += 12 + len;
+    }
+    next
+}
+
+/// A consumer assigned partitions 0..`partitions` of `topic`: every Fetch v12 names all of them
+/// (like a consumer whose assignment spans them, no fetch sessions), `partition_max_bytes` each
+/// and 50 MiB per response, until every partition is read up to the high watermark the server
+/// reports. Returns (seconds, record bytes).
+pub fn consume_all(addr: &str, topic: &str, partitions: i32, partition_max_bytes: i32) -> (f64, u64) {
+    use kafka_protocol::protocol::Decodable;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut offsets = vec![0i64; partitions as usize];
+    let mut hw = vec![i64::MAX; partitions as usize];
+    let mut bytes = 0u64;
+    let mut corr = 0;
+    let t = Instant::now();
+    while offsets.iter().zip(&hw).any(|(o, h)| o < h) {
+        corr += 1;
+        let parts = (0..partitions)
+            .filter(|&p| offsets[p as usize] < hw[p as usize])
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(offsets[p as usize])
+                    .with_partition_max_bytes(partition_max_bytes)
+                    .with_current_leader_epoch(-1)
+                    .with_log_start_offset(-1)
+            })
+            .collect();
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(parts)]);
+        let header = RequestHeader::default()
+            .with_request_api_key(1)
+            .with_request_api_version(12)
+            .with_correlation_id(corr)
+            .with_client_id(Some(StrBytes::from_static_str("bench")));
+        let mut b = BytesMut::new();
+        header.encode(&mut b, 2).unwrap();
+        req.encode(&mut b, 12).unwrap();
+        let mut frame = (b.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&b);
+        s.write_all(&frame).unwrap();
+        let mut size = [0u8; 4];
+        s.read_exact(&mut size).unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        s.read_exact(&mut body).unwrap();
+        let mut body = bytes::Bytes::from(body);
+        let h = ResponseHeader::decode(&mut body, 1).unwrap();
+        assert_eq!(h.correlation_id, corr);
+        let r = FetchResponse::decode(&mut body, 12).unwrap();
+        assert_eq!(r.error_code, 0);
+        for t in &r.responses {
+            for p in &t.partitions {
+                assert_eq!(p.error_code, 0, "partition {}", p.partition_index);
+                let i = p.partition_index as usize;
+                hw[i] = p.high_watermark;
+                if let Some(recs) = &p.records {
+                    bytes += recs.len() as u64;
+                    if let Some(n) = next_offset(recs) {
+                        offsets[i] = n;
+                    }
+                }
+            }
+        }
     }
     (t.elapsed().as_secs_f64(), bytes)
 }

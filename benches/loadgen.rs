@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench --bench loadgen -- BOOTSTRAP TOPIC PARTITION END_OFFSET [CONNECTIONS]
 //! [PARTITION_MAX_BYTES]`. Prints one line: `bytes=… seconds=… gbps=…` (aggregate).
+//! PARTITION `all:N` makes each consumer fetch partitions 0..N in every request, up to the high
+//! watermarks the server reports (END_OFFSET is then ignored): the many-partitions scenario.
 
 #[path = "common.rs"]
 mod common;
@@ -18,7 +20,8 @@ fn main() {
     }
     let addr = args[0].clone();
     let topic = args[1].clone();
-    let partition: i32 = args[2].parse().expect("partition");
+    let all: Option<i32> = args[2].strip_prefix("all:").map(|n| n.parse().expect("all:N"));
+    let partition: i32 = if all.is_some() { 0 } else { args[2].parse().expect("partition") };
     let end: i64 = args[3].parse().expect("end offset");
     let connections: usize = args.get(4).map_or(1, |s| s.parse().expect("connections"));
     let pmb: i32 = args.get(5).map_or(1 << 20, |s| s.parse().expect("partition max bytes"));
@@ -26,7 +29,10 @@ fn main() {
     let handles: Vec<_> = (0..connections)
         .map(|_| {
             let (addr, topic) = (addr.clone(), topic.clone());
-            std::thread::spawn(move || common::consume(&addr, &topic, partition, end, pmb))
+            std::thread::spawn(move || match all {
+                Some(n) => common::consume_all(&addr, &topic, n, pmb),
+                None => common::consume(&addr, &topic, partition, end, pmb),
+            })
         })
         .collect();
     let mut bytes = 0u64;

@@ -5,10 +5,12 @@ LOGFERRY_BENCH_GIB GiB (default 2) by Kafka's own producer perf tool into a one-
 logferry serves the broker's log directory read-only beside it. The Rust load generator
 (`cargo bench --bench loadgen`, Fetch v12, bytes discarded) and Kafka's consumer perf tool then
 read the whole partition from each server in turn (a warm-up pass first, so both read from the
-page cache). Reported: throughput, server CPU seconds per GiB (user + system, from /proc), server
-RSS, and logferry's ratios to the broker. Writes docs/benchmarks.md.
+page cache); then a 1,000-partition topic (LOGFERRY_BENCH_GIB / 2 GiB) is read by one consumer
+whose every Fetch names all 1,000 partitions. Reported: throughput, server CPU seconds per GiB
+(user + system, from /proc), server RSS, and logferry's ratios to the broker. Writes
+docs/benchmarks.md and the plots docs/bench-throughput.png and docs/bench-cpu.png (gnuplot).
 
-Run: python3 benches/vs_broker.py   (after tests/harness/install.sh and cargo build --release)
+Run: bash benches/install.sh && python3 benches/vs_broker.py
 """
 import datetime
 import os
@@ -40,8 +42,8 @@ def rss_mib(pid):
     return 0.0
 
 
-def loadgen(bootstrap, end, connections, pmb=1 << 20):
-    r = subprocess.run(["cargo", "bench", "-q", "--bench", "loadgen", "--", bootstrap, "bench", "0", str(end),
+def loadgen(bootstrap, end, connections, pmb=1 << 20, topic="bench", partition="0"):
+    r = subprocess.run(["cargo", "bench", "-q", "--bench", "loadgen", "--", bootstrap, topic, partition, str(end),
                         str(connections), str(pmb)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
@@ -84,6 +86,19 @@ def idle_connections(name, bootstrap, pid, end, count=10_000):
             s.close()
 
 
+def produce_perf(bootstrap, topic, partitions, n):
+    subprocess.run([broker.JAVA, "-cp", broker.classpath(), "org.apache.kafka.tools.TopicCommand",
+                    "--bootstrap-server", bootstrap, "--create", "--topic", topic, "--partitions", str(partitions),
+                    "--replication-factor", "1"], check=True, capture_output=True, timeout=300)
+    t = time.monotonic()
+    subprocess.run([broker.JAVA, "-Xmx1g", "-cp", broker.classpath(), "org.apache.kafka.tools.ProducerPerformance",
+                    "--topic", topic, "--num-records", str(n), "--record-size", str(RECORD), "--throughput", "-1",
+                    "--producer-props", f"bootstrap.servers={bootstrap}", "acks=1", "batch.size=262144",
+                    "linger.ms=20", "compression.type=none"], check=True, capture_output=True, timeout=1800)
+    print(f"produced {n} records of {RECORD} bytes to {topic} ({partitions} partitions) in "
+          f"{time.monotonic() - t:.1f} s", flush=True)
+
+
 def measure(name, pid, run):
     run()  # warm-up: page cache, and logferry's one-time CRC check of each batch
     c0 = cpu(pid)
@@ -98,16 +113,9 @@ def main():
     b = broker.Broker(work, extra={"log.segment.bytes": str(1 << 30)}).start()
     ferry = None
     try:
-        subprocess.run([broker.JAVA, "-cp", broker.classpath(), "org.apache.kafka.tools.TopicCommand",
-                        "--bootstrap-server", b.bootstrap, "--create", "--topic", "bench", "--partitions", "1",
-                        "--replication-factor", "1"], check=True, capture_output=True, timeout=120)
         n = int(GIB * (1 << 30) / RECORD)
-        t = time.monotonic()
-        subprocess.run([broker.JAVA, "-Xmx1g", "-cp", broker.classpath(), "org.apache.kafka.tools.ProducerPerformance",
-                        "--topic", "bench", "--num-records", str(n), "--record-size", str(RECORD), "--throughput", "-1",
-                        "--producer-props", f"bootstrap.servers={b.bootstrap}", "acks=1", "batch.size=262144",
-                        "linger.ms=20", "compression.type=none"], check=True, capture_output=True, timeout=1800)
-        print(f"produced {n} records of {RECORD} bytes in {time.monotonic() - t:.1f} s", flush=True)
+        produce_perf(b.bootstrap, "bench", 1, n)
+        produce_perf(b.bootstrap, "bench1k", 1000, n // 2)
         end = clients.end_offsets(b.bootstrap, "bench")[0]
         # 10,000 idle connections plus the active consumer: above the default connections_max.
         ferry = Ferry([b.log_dir], extra=["--connections-max", "15000"])
@@ -125,19 +133,20 @@ def main():
                 r["scenario"] = f"loadgen, {conns} consumer(s), partition_max_bytes 1 MiB"
                 results.append(r)
                 print(r, flush=True)
+        for name, target, pid in servers:
+            r = measure(name, pid, lambda: loadgen(target, 0, 1, topic="bench1k", partition="all:1000"))
+            r["scenario"] = "loadgen, 1 consumer of 1,000 partitions, partition_max_bytes 1 MiB"
+            results.append(r)
+            print(r, flush=True)
         idle = {}
         for name, target, pid in servers:
             idle[name] = idle_connections(name, target, pid, end)
             print(name, idle[name], flush=True)
         perf = {}
         for name, target in (("broker", b.bootstrap), ("logferry", ferry.bootstrap)):
-            try:
-                consumer_perf(target, n)
-                perf[name] = consumer_perf(target, n)
-            except clients.ClientError as e:
-                # The perf tool always subscribes with a group id; logferry has no group
-                # coordinator yet (issue 5), so it fails at FindCoordinator.
-                perf[name] = (f"not run: {str(e).splitlines()[0][:120]}", 0.0)
+            # It subscribes with a group: on logferry that exercises the group coordinator too.
+            consumer_perf(target, n)
+            perf[name] = consumer_perf(target, n)
             print(name, perf[name], flush=True)
         write_report(results, perf, n, idle)
     finally:
@@ -180,13 +189,43 @@ def write_report(results, perf, n, idle):
               "|---|---|---|---|"]
     for name, r in idle.items():
         lines.append(f"| {name} | {r['rss_mib']:.0f} | {r['kib_per_connection']:.1f} | {r['consumer_gbps_meanwhile']:.2f} |")
-    lines += ["", "Tail latency (append to receipt through a long poll) is measured by "
-              "`cargo bench --bench tail_latency`, the limits of the machine by "
-              "`cargo bench --bench fetch_throughput`; see the README. Not yet measured: 1,000 partitions, "
-              "a cold catch-up read while others tail; no plots yet.", ""]
+    lines += ["", "Plots: `docs/bench-throughput.png` (GB/s) and `docs/bench-cpu.png` (server CPU seconds per "
+              "GiB), both servers per scenario.", "",
+              "Tail latency (append to receipt through a long poll), with and without a cold catch-up read, "
+              "is measured by `cargo bench --bench tail_latency`, the limits of the machine by "
+              "`cargo bench --bench fetch_throughput`; see the README.", ""]
     with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
+    plot(by)
+
+
+def plot(by):
+    """Two clustered bar charts (gnuplot, PNG): throughput and CPU per GiB, broker vs logferry."""
+    docs = os.path.join(ROOT, "docs")
+    dat = os.path.join(docs, "bench.dat")
+    with open(dat, "w") as f:
+        f.write("scenario broker_gbps logferry_gbps broker_cpu logferry_cpu\n")
+        for scenario, pair in by.items():
+            label = scenario.replace("loadgen, ", "").replace(", partition_max_bytes 1 MiB", "").replace(" ", "_")
+            f.write(f'"{label}" {pair["broker"]["gbps"]:.3f} {pair["logferry"]["gbps"]:.3f} '
+                    f'{pair["broker"]["cpu_per_gib"]:.3f} {pair["logferry"]["cpu_per_gib"]:.3f}\n')
+    for out, cols, ylabel in (("bench-throughput.png", (2, 3), "GB/s (higher is better)"),
+                              ("bench-cpu.png", (4, 5), "server CPU s per GiB (lower is better)")):
+        script = f"""
+set terminal pngcairo size 900,500
+set output '{os.path.join(docs, out)}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key top left
+set ylabel '{ylabel}'
+set xtics rotate by -15
+set title 'logferry vs Kafka 4.1 broker, same data, same run ({datetime.date.today()})'
+plot '{dat}' using {cols[0]}:xtic(1) title 'broker', '' using {cols[1]} title 'logferry'
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=True, timeout=60)
+    os.remove(dat)
 
 
 if __name__ == "__main__":
