@@ -97,6 +97,7 @@ fn main() {
         })
     });
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    let mut write_times = Vec::with_capacity(count as usize);
     let start = Instant::now();
     for offset in 1..=count {
         let due = start + interval * (offset as u32);
@@ -105,8 +106,10 @@ fn main() {
         }
         let b = common::batch(offset, 1, 16, b'x');
         // Stamped just before the write, so the consumer can never see the batch unstamped.
-        written.lock().unwrap().insert(offset, Instant::now());
+        let stamp = Instant::now();
+        written.lock().unwrap().insert(offset, stamp);
         f.write_all(&b).unwrap();
+        write_times.push((stamp, stamp.elapsed()));
     }
     let lat = consumer.join().unwrap();
     let window = catchup.map(|h| h.join().unwrap());
@@ -121,6 +124,17 @@ fn main() {
                 bytes as f64 / (1u64 << 30) as f64,
                 bytes as f64 / secs / 1e9
             );
+            let mut w: Vec<Duration> =
+                write_times.iter().filter(|(t, _)| *t >= from && *t <= to).map(|(_, d)| *d).collect();
+            w.sort();
+            if !w.is_empty() {
+                println!(
+                    "the writer's own write(2) calls meanwhile (part of the latency below): p50 {:?} p99 {:?} max {:?}",
+                    percentile(&w, 0.5),
+                    percentile(&w, 0.99),
+                    w.last().copied().unwrap_or_default()
+                );
+            }
             lat.into_iter().filter(|(w, _)| *w >= from && *w <= to).map(|(_, d)| d).collect()
         }
     };

@@ -248,3 +248,27 @@ fn bad_directories_are_clear_errors() {
     let mut cache = logferry::log::FileCache::new(8);
     assert!(p.find(0, &mut cache).unwrap().is_none());
 }
+
+#[test]
+fn transaction_walk_is_bounded_per_call_and_conservative_until_done() {
+    // A partition with no producer snapshot: the last stable offset needs a walk over every
+    // batch header from the start, which is done a bounded slice per call.
+    let tmp = tempfile::tempdir().unwrap();
+    let pdir = tmp.path().join("t-0");
+    std::fs::create_dir_all(&pdir).unwrap();
+    let batches = logferry::log::TXN_WALK_BATCHES_PER_CALL as i64 + 1000;
+    let mut log = Vec::new();
+    for i in 0..batches {
+        log.extend(crate::util::batch(i, 1, 1_700_000_000_000 + i, 10, b'a'));
+    }
+    std::fs::write(pdir.join("00000000000000000000.log"), &log).unwrap();
+    let mut view = LogView::open(&[tmp.path().to_path_buf()], 16).unwrap();
+    let tp = TopicPartition { topic: "t".into(), partition: 0 };
+    let view = &mut view;
+    let part = view.partitions.get_mut(&tp).unwrap();
+    assert_eq!(part.log_end_offset(), batches);
+    let first = part.first_open_txn_offset(&mut view.cache).unwrap();
+    assert_eq!(first, Some(logferry::log::TXN_WALK_BATCHES_PER_CALL as i64), "stable only as far as walked");
+    let second = part.first_open_txn_offset(&mut view.cache).unwrap();
+    assert_eq!(second, None, "walked to the end: no open transaction");
+}
