@@ -198,18 +198,57 @@ pub fn next_offset(recs: &[u8]) -> Option<i64> {
     next
 }
 
+fn skip_tags(b: &[u8], at: &mut usize) {
+    for _ in 0..uvarint(b, at) {
+        let _tag = uvarint(b, at);
+        let size = uvarint(b, at) as usize;
+        *at += size;
+    }
+}
+
+/// Walks a Fetch v12 response of any number of topics and partitions in place (no decoding
+/// into structures, no copies) and calls `each(partition, high_watermark, records)`.
+pub fn each_partition_v12(b: &[u8], corr: i32, mut each: impl FnMut(i32, i64, &[u8])) {
+    assert_eq!(i32::from_be_bytes(b[0..4].try_into().unwrap()), corr);
+    let mut at = 4 + 1 + 4; // correlation id, header tags, throttle
+    assert_eq!(i16::from_be_bytes(b[at..at + 2].try_into().unwrap()), 0, "top-level error");
+    at += 2 + 4; // error code, session id
+    for _ in 0..uvarint(b, &mut at).saturating_sub(1) {
+        let name = uvarint(b, &mut at) as usize - 1;
+        at += name;
+        for _ in 0..uvarint(b, &mut at).saturating_sub(1) {
+            let partition = i32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+            at += 4;
+            assert_eq!(i16::from_be_bytes(b[at..at + 2].try_into().unwrap()), 0, "partition {partition} error");
+            at += 2;
+            let hw = i64::from_be_bytes(b[at..at + 8].try_into().unwrap());
+            at += 8 + 8 + 8; // high watermark, last stable, log start
+            for _ in 0..uvarint(b, &mut at).saturating_sub(1) {
+                at += 16; // aborted transaction: producer id, first offset
+                skip_tags(b, &mut at);
+            }
+            at += 4; // preferred read replica
+            let len = (uvarint(b, &mut at) as usize).saturating_sub(1);
+            each(partition, hw, &b[at..at + len]);
+            at += len;
+            skip_tags(b, &mut at);
+        }
+        skip_tags(b, &mut at);
+    }
+}
+
 /// A consumer assigned partitions 0..`partitions` of `topic`: every Fetch v12 names all of them
 /// (like a consumer whose assignment spans them, no fetch sessions), `partition_max_bytes` each
 /// and 50 MiB per response, until every partition is read up to the high watermark the server
-/// reports. Returns (seconds, record bytes).
+/// reports. The response is walked in place in one reused buffer. Returns (seconds, record bytes).
 pub fn consume_all(addr: &str, topic: &str, partitions: i32, partition_max_bytes: i32) -> (f64, u64) {
-    use kafka_protocol::protocol::Decodable;
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
     let mut offsets = vec![0i64; partitions as usize];
     let mut hw = vec![i64::MAX; partitions as usize];
     let mut bytes = 0u64;
     let mut corr = 0;
+    let mut buf: Vec<u8> = Vec::new();
     let t = Instant::now();
     while offsets.iter().zip(&hw).any(|(o, h)| o < h) {
         corr += 1;
@@ -246,26 +285,19 @@ pub fn consume_all(addr: &str, topic: &str, partitions: i32, partition_max_bytes
         s.write_all(&frame).unwrap();
         let mut size = [0u8; 4];
         s.read_exact(&mut size).unwrap();
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        s.read_exact(&mut body).unwrap();
-        let mut body = bytes::Bytes::from(body);
-        let h = ResponseHeader::decode(&mut body, 1).unwrap();
-        assert_eq!(h.correlation_id, corr);
-        let r = FetchResponse::decode(&mut body, 12).unwrap();
-        assert_eq!(r.error_code, 0);
-        for t in &r.responses {
-            for p in &t.partitions {
-                assert_eq!(p.error_code, 0, "partition {}", p.partition_index);
-                let i = p.partition_index as usize;
-                hw[i] = p.high_watermark;
-                if let Some(recs) = &p.records {
-                    bytes += recs.len() as u64;
-                    if let Some(n) = next_offset(recs) {
-                        offsets[i] = n;
-                    }
-                }
-            }
+        let n = i32::from_be_bytes(size) as usize;
+        if buf.len() < n {
+            buf.resize(n, 0);
         }
+        s.read_exact(&mut buf[..n]).unwrap();
+        each_partition_v12(&buf[..n], corr, |p, high_watermark, recs| {
+            let i = p as usize;
+            hw[i] = high_watermark;
+            bytes += recs.len() as u64;
+            if let Some(next) = next_offset(recs) {
+                offsets[i] = next;
+            }
+        });
     }
     (t.elapsed().as_secs_f64(), bytes)
 }

@@ -99,6 +99,33 @@ def produce_perf(bootstrap, topic, partitions, n):
           f"{time.monotonic() - t:.1f} s", flush=True)
 
 
+def tail_vs_broker(b, ferry, count=3000, interval_us=1000):
+    """Send-to-receipt latency of records produced to the broker, read from the broker and from
+    logferry at once: once with logferry in log-end visibility, once in checkpoint visibility."""
+    subprocess.run([broker.JAVA, "-cp", broker.classpath(), "org.apache.kafka.tools.TopicCommand",
+                    "--bootstrap-server", b.bootstrap, "--create", "--topic", "tail", "--partitions", "1",
+                    "--replication-factor", "1"], check=True, capture_output=True, timeout=300)
+    deadline = time.monotonic() + 30
+    while clients.end_offsets(ferry.bootstrap, "tail").get(0) != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("logferry did not see the new topic")
+        time.sleep(0.2)
+    out = []
+    log_end = Ferry([b.log_dir], extra=["--visibility", "log-end"])
+    try:
+        for label, target, start in (("log-end", log_end.bootstrap, 0), ("checkpoint", ferry.bootstrap, count)):
+            r = subprocess.run(["cargo", "bench", "-q", "--bench", "tail_vs_broker", "--", b.bootstrap, target, "tail",
+                                str(start), str(count), str(interval_us)],
+                               cwd=ROOT, capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr[-2000:])
+            print(label, r.stdout, flush=True)
+            out.append((label, r.stdout.strip().splitlines()))
+    finally:
+        log_end.stop()
+    return out
+
+
 def measure(name, pid, run):
     run()  # warm-up: page cache, and logferry's one-time CRC check of each batch
     c0 = cpu(pid)
@@ -118,7 +145,9 @@ def main():
         produce_perf(b.bootstrap, "bench1k", 1000, n // 2)
         end = clients.end_offsets(b.bootstrap, "bench")[0]
         # 10,000 idle connections plus the active consumer: above the default connections_max.
-        ferry = Ferry([b.log_dir], extra=["--connections-max", "15000"])
+        # The harness broker runs with group.initial.rebalance.delay.ms=0; so does logferry here,
+        # so the consumer perf tool's rebalance time is comparable.
+        ferry = Ferry([b.log_dir], extra=["--connections-max", "15000", "--group-initial-rebalance-delay-ms", "0"])
         deadline = time.monotonic() + 60
         while clients.end_offsets(ferry.bootstrap, "bench").get(0) != end:
             if time.monotonic() > deadline:
@@ -138,6 +167,7 @@ def main():
             r["scenario"] = "loadgen, 1 consumer of 1,000 partitions, partition_max_bytes 1 MiB"
             results.append(r)
             print(r, flush=True)
+        tail_lines = tail_vs_broker(b, ferry)
         idle = {}
         for name, target, pid in servers:
             idle[name] = idle_connections(name, target, pid, end)
@@ -148,14 +178,14 @@ def main():
             consumer_perf(target, n)
             perf[name] = consumer_perf(target, n)
             print(name, perf[name], flush=True)
-        write_report(results, perf, n, idle)
+        write_report(results, perf, n, idle, tail_lines)
     finally:
         if ferry:
             ferry.stop()
         b.stop()
 
 
-def write_report(results, perf, n, idle):
+def write_report(results, perf, n, idle, tail_lines):
     lines = [
         "# Benchmarks: logferry vs the Kafka broker",
         "",
@@ -189,6 +219,14 @@ def write_report(results, perf, n, idle):
               "|---|---|---|---|"]
     for name, r in idle.items():
         lines.append(f"| {name} | {r['rss_mib']:.0f} | {r['kib_per_connection']:.1f} | {r['consumer_gbps_meanwhile']:.2f} |")
+    lines += ["", "Tail latency through the broker (`cargo bench --bench tail_vs_broker`): one record produced to "
+              "the broker per millisecond (Produce v9, acks=1), read at once by a long-polling consumer on the "
+              "broker and one on logferry, time from the produce request to receipt. With logferry in log-end "
+              "visibility (a single-replica topic, or a copy) and in checkpoint visibility (it waits for the "
+              "broker's high-watermark checkpoint, every 500 ms in the harness, 5 s by default):", ""]
+    for label, out in tail_lines:
+        lines.append(f"- logferry visibility {label}:")
+        lines += [f"  - `{l}`" for l in out]
     lines += ["", "Plots: `docs/bench-throughput.png` (GB/s) and `docs/bench-cpu.png` (server CPU seconds per "
               "GiB), both servers per scenario.", "",
               "Tail latency (append to receipt through a long poll), with and without a cold catch-up read, "
@@ -205,15 +243,15 @@ def plot(by):
     docs = os.path.join(ROOT, "docs")
     dat = os.path.join(docs, "bench.dat")
     with open(dat, "w") as f:
-        f.write("scenario broker_gbps logferry_gbps broker_cpu logferry_cpu\n")
         for scenario, pair in by.items():
-            label = scenario.replace("loadgen, ", "").replace(", partition_max_bytes 1 MiB", "").replace(" ", "_")
+            label = scenario.replace("loadgen, ", "").replace(", partition_max_bytes 1 MiB", "")
             f.write(f'"{label}" {pair["broker"]["gbps"]:.3f} {pair["logferry"]["gbps"]:.3f} '
                     f'{pair["broker"]["cpu_per_gib"]:.3f} {pair["logferry"]["cpu_per_gib"]:.3f}\n')
     for out, cols, ylabel in (("bench-throughput.png", (2, 3), "GB/s (higher is better)"),
                               ("bench-cpu.png", (4, 5), "server CPU s per GiB (lower is better)")):
         script = f"""
-set terminal pngcairo size 900,500
+set terminal pngcairo size 900,500 noenhanced
+set yrange [0:*]
 set output '{os.path.join(docs, out)}'
 set style data histograms
 set style histogram clustered gap 1
