@@ -309,11 +309,21 @@ impl Server {
                 }
             }
             let now = Instant::now();
-            let tail_result = if tailer_readable { self.tailer.on_readable() } else { self.tailer.tick(now) };
-            match tail_result {
-                Ok(ev) if !ev.is_empty() || tailer_readable => self.wake_parked(now, false),
-                Ok(_) => {}
+            // inotify news first; the timer work (periodic rescan slices) every turn regardless,
+            // so a broker that writes all the time cannot starve it.
+            let mut woke = tailer_readable;
+            if tailer_readable {
+                match self.tailer.on_readable() {
+                    Ok(_) => {}
+                    Err(e) => log::warn!("following the log dirs: {e}"),
+                }
+            }
+            match self.tailer.tick(now) {
+                Ok(ev) => woke |= !ev.is_empty(),
                 Err(e) => log::warn!("following the log dirs: {e}"),
+            }
+            if woke {
+                self.wake_parked(now, false);
             }
             self.wake_parked(now, true);
             self.groups.tick(now);

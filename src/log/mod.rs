@@ -905,6 +905,8 @@ pub struct LogView {
     pub dirs: Vec<LogDir>,
     pub partitions: BTreeMap<TopicPartition, Partition>,
     pub cache: FileCache,
+    /// Partitions a periodic rescan still has to refresh (see [`LogView::rescan_step`]).
+    rescan_todo: Option<Vec<(TopicPartition, PathBuf)>>,
 }
 
 impl LogView {
@@ -925,7 +927,8 @@ impl LogView {
             };
             dirs.push(LogDir { path: path.clone(), meta });
         }
-        let mut view = LogView { dirs, partitions: BTreeMap::new(), cache: FileCache::new(segments_open_max) };
+        let mut view =
+            LogView { dirs, partitions: BTreeMap::new(), cache: FileCache::new(segments_open_max), rescan_todo: None };
         view.rescan()?;
         Ok(view)
     }
@@ -943,40 +946,69 @@ impl LogView {
     /// Lists every log dir again: partitions added and removed, checkpoints re-read, every
     /// partition refreshed. The safety net behind inotify.
     pub fn rescan(&mut self) -> Result<Vec<LogEvent>, LogError> {
+        self.rescan_todo = None;
         let mut events = Vec::new();
-        let mut seen: BTreeMap<TopicPartition, PathBuf> = BTreeMap::new();
-        for d in &self.dirs {
-            let rd = fs::read_dir(&d.path).map_err(|e| LogError::io(&d.path, e))?;
-            for entry in rd {
-                let entry = entry.map_err(|e| LogError::io(&d.path, e))?;
-                let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
-                let Some((topic, partition)) = meta::parse_partition_dir(&name) else { continue };
-                if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    continue;
-                }
-                let tp = TopicPartition { topic, partition };
-                if let Some(other) = seen.get(&tp) {
-                    log::warn!(
-                        "{tp} is in two log dirs ({} and {}); serving the first",
-                        other.display(),
-                        entry.path().display()
-                    );
-                    continue;
-                }
-                seen.insert(tp, entry.path());
+        loop {
+            let (e, done) = self.rescan_step(usize::MAX)?;
+            events.extend(e);
+            if done {
+                return Ok(events);
             }
         }
-        let removed: Vec<TopicPartition> =
-            self.partitions.keys().filter(|tp| !seen.contains_key(*tp)).cloned().collect();
-        for tp in removed {
-            if let Some(p) = self.partitions.remove(&tp) {
-                for s in p.segments.values() {
-                    self.cache.forget(s.id);
+    }
+
+    /// True while a rescan started by [`rescan_step`](Self::rescan_step) has partitions left.
+    pub fn rescan_in_progress(&self) -> bool {
+        self.rescan_todo.is_some()
+    }
+
+    /// One slice of a rescan, so a periodic rescan of many partitions never holds the event
+    /// loop for long (1,000 partitions take about 40 ms in one go): the first call lists the log
+    /// dirs (partitions that are gone are removed at once), then each call refreshes (or opens)
+    /// at most `partitions_max` of the listed partitions, with their leader epochs. Returns the
+    /// events and whether the rescan is complete (the checkpoints are reloaded then).
+    pub fn rescan_step(&mut self, partitions_max: usize) -> Result<(Vec<LogEvent>, bool), LogError> {
+        let mut events = Vec::new();
+        if self.rescan_todo.is_none() {
+            let mut seen: BTreeMap<TopicPartition, PathBuf> = BTreeMap::new();
+            for d in &self.dirs {
+                let rd = fs::read_dir(&d.path).map_err(|e| LogError::io(&d.path, e))?;
+                for entry in rd {
+                    let entry = entry.map_err(|e| LogError::io(&d.path, e))?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+                    let Some((topic, partition)) = meta::parse_partition_dir(&name) else { continue };
+                    if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        continue;
+                    }
+                    let tp = TopicPartition { topic, partition };
+                    if let Some(other) = seen.get(&tp) {
+                        log::warn!(
+                            "{tp} is in two log dirs ({} and {}); serving the first",
+                            other.display(),
+                            entry.path().display()
+                        );
+                        continue;
+                    }
+                    seen.insert(tp, entry.path());
                 }
             }
-            events.push(LogEvent::PartitionRemoved(tp));
+            let removed: Vec<TopicPartition> =
+                self.partitions.keys().filter(|tp| !seen.contains_key(*tp)).cloned().collect();
+            for tp in removed {
+                if let Some(p) = self.partitions.remove(&tp) {
+                    for s in p.segments.values() {
+                        self.cache.forget(s.id);
+                    }
+                }
+                events.push(LogEvent::PartitionRemoved(tp));
+            }
+            // Reversed, so the next partition to do is popped from the end.
+            self.rescan_todo = Some(seen.into_iter().rev().collect());
         }
-        for (tp, dir) in seen {
+        let mut done_now = 0;
+        while done_now < partitions_max {
+            let Some((tp, dir)) = self.rescan_todo.as_mut().and_then(Vec::pop) else { break };
+            done_now += 1;
             let result = match self.partitions.get_mut(&tp) {
                 Some(p) if p.dir == dir => p.refresh(&mut self.cache).map(|e| (None, e)),
                 _ => Partition::open(tp.clone(), dir, &mut self.cache).map(|(p, e)| (Some(p), e)),
@@ -987,6 +1019,9 @@ impl LogView {
                         events.push(LogEvent::PartitionAdded(tp.clone()));
                         self.partitions.insert(tp.clone(), p);
                     }
+                    if let Some(p) = self.partitions.get_mut(&tp) {
+                        p.reload_leader_epochs();
+                    }
                     events.extend(e);
                 }
                 // A partition directory that vanished between listing and opening is simply gone.
@@ -995,11 +1030,18 @@ impl LogView {
                         events.push(LogEvent::PartitionRemoved(tp));
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.rescan_todo = None;
+                    return Err(e);
+                }
             }
         }
-        self.reload_checkpoints();
-        Ok(events)
+        let done = self.rescan_todo.as_ref().is_none_or(Vec::is_empty);
+        if done {
+            self.rescan_todo = None;
+            self.reload_checkpoints();
+        }
+        Ok((events, done))
     }
 
     /// Refreshes one partition (after an inotify event in its directory): re-reads its leader

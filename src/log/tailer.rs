@@ -20,6 +20,9 @@ use super::{LogError, LogEvent, LogView, TopicPartition};
 
 /// Default period of the full rescan that backs up inotify.
 pub const RESCAN_INTERVAL_MS_DEFAULT: u64 = 5_000;
+/// Partitions a periodic rescan refreshes per loop turn (about 40 µs each), so a rescan of
+/// many partitions is spread over turns instead of stalling the loop.
+pub const RESCAN_PARTITIONS_PER_TURN: usize = 32;
 
 /// What an event in a log dir's root is about.
 enum RootEvent {
@@ -109,6 +112,10 @@ impl Tailer {
 
     /// When [`Tailer::tick`] next has work to do.
     pub fn next_deadline(&self) -> Instant {
+        if self.view.rescan_in_progress() {
+            // More slices of a periodic rescan to do: at once (the next turn).
+            return self.last_rescan;
+        }
         self.last_rescan + self.rescan_interval
     }
 
@@ -233,9 +240,19 @@ impl Tailer {
 
     /// Timer work: the periodic full rescan (or an overdue one after lost events).
     pub fn tick(&mut self, now: Instant) -> Result<Vec<LogEvent>, LogError> {
-        if self.rescan_due || now >= self.next_deadline() {
+        if self.rescan_due {
             self.last_rescan = now;
             return self.rescan_now();
+        }
+        if self.view.rescan_in_progress() || now >= self.next_deadline() {
+            if !self.view.rescan_in_progress() {
+                self.last_rescan = now;
+            }
+            let (events, done) = self.view.rescan_step(RESCAN_PARTITIONS_PER_TURN)?;
+            if done || events.iter().any(|e| matches!(e, LogEvent::PartitionAdded(_) | LogEvent::PartitionRemoved(_))) {
+                self.sync_watches();
+            }
+            return Ok(events);
         }
         Ok(Vec::new())
     }
@@ -249,9 +266,6 @@ impl Tailer {
     fn rescan_now(&mut self) -> Result<Vec<LogEvent>, LogError> {
         self.rescan_due = false;
         let events = self.view.rescan()?;
-        for p in self.view.partitions.values_mut() {
-            p.reload_leader_epochs();
-        }
         self.sync_watches();
         Ok(events)
     }

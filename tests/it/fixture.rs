@@ -272,3 +272,38 @@ fn transaction_walk_is_bounded_per_call_and_conservative_until_done() {
     let second = part.first_open_txn_offset(&mut view.cache).unwrap();
     assert_eq!(second, None, "walked to the end: no open transaction");
 }
+
+#[test]
+fn periodic_rescan_in_slices_finds_new_and_removed_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    for p in 0..10 {
+        let d = tmp.path().join(format!("s-{p}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("00000000000000000000.log"), crate::util::batch(0, 1, 1_700_000_000_000, 10, b'a'))
+            .unwrap();
+    }
+    let mut view = LogView::open(&[tmp.path().to_path_buf()], 16).unwrap();
+    assert_eq!(view.partitions.len(), 10);
+    std::fs::remove_dir_all(tmp.path().join("s-3")).unwrap();
+    let d = tmp.path().join("s-10");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("00000000000000000000.log"), crate::util::batch(0, 2, 1_700_000_000_000, 10, b'b')).unwrap();
+    let mut events = Vec::new();
+    let mut steps = 0;
+    loop {
+        let (e, done) = view.rescan_step(4).unwrap();
+        steps += 1;
+        events.extend(e);
+        if done {
+            break;
+        }
+        assert!(view.rescan_in_progress());
+    }
+    assert_eq!(steps, 3, "10 partitions in slices of 4");
+    assert!(!view.rescan_in_progress());
+    let added = TopicPartition { topic: "s".into(), partition: 10 };
+    let gone = TopicPartition { topic: "s".into(), partition: 3 };
+    assert!(events.iter().any(|e| matches!(e, logferry::log::LogEvent::PartitionAdded(tp) if *tp == added)));
+    assert!(events.iter().any(|e| matches!(e, logferry::log::LogEvent::PartitionRemoved(tp) if *tp == gone)));
+    assert_eq!(view.partitions[&added].log_end_offset(), 2);
+}
