@@ -91,6 +91,47 @@ pub fn batch(base_offset: i64, count: i32, value_len: usize, fill: u8) -> Vec<u8
     b
 }
 
+/// One whole request frame (size prefix included) as a client encodes it.
+pub fn request_frame<R: Encodable>(key: i16, version: i16, header_version: i16, corr: i32, req: &R) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key)
+        .with_request_api_version(version)
+        .with_correlation_id(corr)
+        .with_client_id(Some(StrBytes::from_static_str("bench")));
+    let mut b = BytesMut::new();
+    header.encode(&mut b, header_version).unwrap();
+    req.encode(&mut b, version).unwrap();
+    let mut frame = (b.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&b);
+    frame
+}
+
+/// Reads one response frame into `buf` (grown as needed, reused); its length.
+pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).unwrap();
+    let n = i32::from_be_bytes(size) as usize;
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    s.read_exact(&mut buf[..n]).unwrap();
+    n
+}
+
+/// Calls `each(position, base_offset)` for every whole batch in `recs`.
+pub fn each_batch(recs: &[u8], mut each: impl FnMut(usize, i64)) {
+    let mut pos = 0usize;
+    while pos + 12 <= recs.len() {
+        let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().unwrap());
+        let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        if pos + 12 + len > recs.len() {
+            break;
+        }
+        each(pos, base);
+        pos += 12 + len;
+    }
+}
+
 /// One whole Fetch v12 request frame (size prefix included) for one partition.
 pub fn fetch_frame(
     topic: &str,
@@ -114,17 +155,7 @@ pub fn fetch_frame(
                 .with_partition_max_bytes(partition_max_bytes)
                 .with_current_leader_epoch(-1)
                 .with_log_start_offset(-1)])]);
-    let header = RequestHeader::default()
-        .with_request_api_key(1)
-        .with_request_api_version(12)
-        .with_correlation_id(corr)
-        .with_client_id(Some(StrBytes::from_static_str("bench")));
-    let mut b = BytesMut::new();
-    header.encode(&mut b, 2).unwrap();
-    req.encode(&mut b, 12).unwrap();
-    let mut frame = (b.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&b);
-    frame
+    request_frame(1, 12, 2, corr, &req)
 }
 
 /// Starts the `logferry` binary of this build with `args` (plus `--listen 127.0.0.1:0`) and
@@ -166,13 +197,7 @@ pub fn consume(addr: &str, topic: &str, partition: i32, end: i64, partition_max_
         corr += 1;
         let frame = fetch_frame(topic, partition, offset, partition_max_bytes, 500, corr);
         s.write_all(&frame).unwrap();
-        let mut size = [0u8; 4];
-        s.read_exact(&mut size).unwrap();
-        let n = i32::from_be_bytes(size) as usize;
-        if buf.len() < n {
-            buf.resize(n, 0);
-        }
-        s.read_exact(&mut buf[..n]).unwrap();
+        let n = read_response(&mut s, &mut buf);
         let recs = records_of_v12(&buf[..n], corr);
         bytes += recs.len() as u64;
         // Whole batches only (a partial trailing batch is refetched), as consumers do.
@@ -183,18 +208,11 @@ pub fn consume(addr: &str, topic: &str, partition: i32, end: i64, partition_max_
 
 /// Offset after the last whole batch in `recs` (`None` when it holds no whole batch).
 pub fn next_offset(recs: &[u8]) -> Option<i64> {
-    let mut pos = 0usize;
     let mut next = None;
-    while pos + 27 <= recs.len() {
-        let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().unwrap());
-        let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().unwrap()) as usize;
-        if pos + 12 + len > recs.len() {
-            break;
-        }
+    each_batch(recs, |pos, base| {
         let delta = i32::from_be_bytes(recs[pos + 23..pos + 27].try_into().unwrap());
         next = Some(base + i64::from(delta) + 1);
-        pos += 12 + len;
-    }
+    });
     next
 }
 
@@ -272,24 +290,8 @@ pub fn consume_all(addr: &str, topic: &str, partitions: i32, partition_max_bytes
             .with_topics(vec![FetchTopic::default()
                 .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_partitions(parts)]);
-        let header = RequestHeader::default()
-            .with_request_api_key(1)
-            .with_request_api_version(12)
-            .with_correlation_id(corr)
-            .with_client_id(Some(StrBytes::from_static_str("bench")));
-        let mut b = BytesMut::new();
-        header.encode(&mut b, 2).unwrap();
-        req.encode(&mut b, 12).unwrap();
-        let mut frame = (b.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&b);
-        s.write_all(&frame).unwrap();
-        let mut size = [0u8; 4];
-        s.read_exact(&mut size).unwrap();
-        let n = i32::from_be_bytes(size) as usize;
-        if buf.len() < n {
-            buf.resize(n, 0);
-        }
-        s.read_exact(&mut buf[..n]).unwrap();
+        s.write_all(&request_frame(1, 12, 2, corr, &req)).unwrap();
+        let n = read_response(&mut s, &mut buf);
         each_partition_v12(&buf[..n], corr, |p, high_watermark, recs| {
             let i = p as usize;
             hw[i] = high_watermark;

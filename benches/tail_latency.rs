@@ -20,7 +20,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,28 +61,17 @@ fn main() {
             while next <= count {
                 corr += 1;
                 s.write_all(&common::fetch_frame("tail", 0, next, 1 << 20, 500, corr)).unwrap();
-                let mut size = [0u8; 4];
-                s.read_exact(&mut size).unwrap();
-                let n = i32::from_be_bytes(size) as usize;
-                buf.resize(n, 0);
-                s.read_exact(&mut buf[..n]).unwrap();
+                let n = common::read_response(&mut s, &mut buf);
                 let now = Instant::now();
                 let recs = common::records_of_v12(&buf[..n], corr);
-                let mut pos = 0;
-                while pos + 12 <= recs.len() {
-                    let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().unwrap());
-                    let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().unwrap()) as usize;
-                    if pos + 12 + len > recs.len() {
-                        break;
-                    }
+                common::each_batch(recs, |_, base| {
                     if base >= next {
                         if let Some(t) = written.lock().unwrap().get(&base) {
                             lat.push((*t, now.duration_since(*t)));
                         }
                         next = base + 1;
                     }
-                    pos += 12 + len;
-                }
+                });
             }
             lat
         })

@@ -17,15 +17,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 /// Where a single-record batch built by [`record_batch`] keeps its 8-byte value.
 const VALUE_AT: usize = 61 + 6;
@@ -43,31 +43,6 @@ fn record_batch(seq: u64) -> Vec<u8> {
     b
 }
 
-fn request_frame<R: Encodable>(key: i16, version: i16, header_version: i16, corr: i32, req: &R) -> Vec<u8> {
-    let header = RequestHeader::default()
-        .with_request_api_key(key)
-        .with_request_api_version(version)
-        .with_correlation_id(corr)
-        .with_client_id(Some(StrBytes::from_static_str("bench")));
-    let mut b = BytesMut::new();
-    header.encode(&mut b, header_version).unwrap();
-    req.encode(&mut b, version).unwrap();
-    let mut frame = (b.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&b);
-    frame
-}
-
-fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size).unwrap();
-    let n = i32::from_be_bytes(size) as usize;
-    if buf.len() < n {
-        buf.resize(n, 0);
-    }
-    s.read_exact(&mut buf[..n]).unwrap();
-    n
-}
-
 /// Long-polls `topic`/0 from `offset` until `count` records arrived; (seq, arrival) pairs.
 fn tail(addr: String, topic: String, mut offset: i64, count: usize) -> Vec<(u64, Instant)> {
     let mut s = TcpStream::connect(&addr).unwrap();
@@ -78,23 +53,16 @@ fn tail(addr: String, topic: String, mut offset: i64, count: usize) -> Vec<(u64,
     while got.len() < count {
         corr += 1;
         s.write_all(&common::fetch_frame(&topic, 0, offset, 1 << 20, 500, corr)).unwrap();
-        let n = read_frame(&mut s, &mut buf);
+        let n = common::read_response(&mut s, &mut buf);
         let now = Instant::now();
         let recs = common::records_of_v12(&buf[..n], corr);
-        let mut pos = 0;
-        while pos + 12 <= recs.len() {
-            let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().unwrap());
-            let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().unwrap()) as usize;
-            if pos + 12 + len > recs.len() {
-                break;
-            }
+        common::each_batch(recs, |pos, base| {
             if base >= offset {
                 let seq = u64::from_be_bytes(recs[pos + VALUE_AT..pos + VALUE_AT + 8].try_into().unwrap());
                 got.push((seq, now));
                 offset = base + 1;
             }
-            pos += 12 + len;
-        }
+        });
     }
     got
 }
@@ -138,10 +106,10 @@ fn main() {
                 vec![PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(record_batch(seq))))],
             ),
         ]);
-        let frame = request_frame(0, 9, 2, seq as i32 + 1, &req);
+        let frame = common::request_frame(0, 9, 2, seq as i32 + 1, &req);
         sent.lock().unwrap().insert(seq, Instant::now());
         s.write_all(&frame).unwrap();
-        let n = read_frame(&mut s, &mut buf);
+        let n = common::read_response(&mut s, &mut buf);
         let mut body = Bytes::copy_from_slice(&buf[..n]);
         let _ = ResponseHeader::decode(&mut body, 1).unwrap();
         let r = ProduceResponse::decode(&mut body, 9).unwrap();

@@ -163,16 +163,7 @@ func main() {
 				return // kept only so the position passes transaction markers
 			}
 			got++
-			hs := make([]string, 0, len(r.Headers))
-			for _, h := range r.Headers {
-				hs = append(hs, hex.EncodeToString([]byte(h.Key))+"="+hexOrNull(h.Value))
-			}
-			h := "-"
-			if len(hs) > 0 {
-				h = strings.Join(hs, ",")
-			}
-			fmt.Fprintf(&out, "%s %d %d %d %s %s %s\n", r.Topic, r.Partition, r.Offset, r.Timestamp.UnixMilli(),
-				hexOrNull(r.Key), shaOrNull(r.Value), h)
+			out.WriteString(line(r))
 		})
 	}
 	fmt.Print(out.String())
