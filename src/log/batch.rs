@@ -322,6 +322,55 @@ pub fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
     }
 }
 
+/// The type of a control record (`ControlRecordType`), from the key of a control batch's
+/// first record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlType {
+    Abort,
+    Commit,
+    /// LEADER_CHANGE, SNAPSHOT_HEADER and the other non-transaction control records.
+    Other(i16),
+}
+
+/// Bytes after the batch header that always hold a control record's type: length (≤ 5),
+/// attributes (1), timestamp delta (≤ 10), offset delta (≤ 5), key length (≤ 5), key (4).
+pub const CONTROL_KEY_PROBE_BYTES: usize = 30;
+
+/// Reads the control type from the bytes that follow a control batch's 61-byte header.
+///
+/// Control batches are never compressed (the broker writes them itself), so the first record
+/// is plain: `length varint | attributes i8 | timestampDelta varlong | offsetDelta varint |
+/// keyLength varint | key: version i16 · type i16`. `None` when the bytes are not that shape.
+pub fn control_type(records: &[u8]) -> Option<ControlType> {
+    let mut at = 0usize;
+    let varlong = |b: &[u8], at: &mut usize| -> Option<i64> {
+        let mut v: u64 = 0;
+        for shift in (0..70).step_by(7) {
+            let byte = *b.get(*at)?;
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+            }
+        }
+        None
+    };
+    let _length = varlong(records, &mut at)?;
+    at += 1; // attributes
+    let _timestamp_delta = varlong(records, &mut at)?;
+    let _offset_delta = varlong(records, &mut at)?;
+    let key_len = varlong(records, &mut at)?;
+    if key_len < 4 {
+        return None;
+    }
+    let key = records.get(at..at + 4)?;
+    Some(match i16::from_be_bytes([key[2], key[3]]) {
+        0 => ControlType::Abort,
+        1 => ControlType::Commit,
+        other => ControlType::Other(other),
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -347,6 +396,31 @@ pub(crate) mod tests {
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         b
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn golden_control_markers_from_a_real_broker() {
+        // The two control batches of tests/fixtures/logdir/txn-0/00000000000000000005.log
+        // (Kafka 4.1): an ABORT at offset 8 (the .txnindex beside it lists (4, 5, 8)) and a
+        // COMMIT at offset 14.
+        let abort = unhex("00000000000000080000004200000000024ad4d1d8003000000000000001a211c682cf000001a211c682cf00000000000000040002ffffffff000000012000000008000000000c00000000000000");
+        let commit = unhex("000000000000000e00000042000000000262af8b74003000000000000001a211c683db000001a211c683db00000000000000040003ffffffff000000012000000008000000010c00000000000000");
+        for (bytes, want) in [(&abort, ControlType::Abort), (&commit, ControlType::Commit)] {
+            let HeaderParse::Complete(h) = parse_header(bytes, i32::MAX) else { panic!("not parsed") };
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(check_crc(&h, bytes), Ok(()));
+            assert_eq!(h.producer_id, 4);
+            assert_eq!(control_type(&bytes[V2_HEADER_SIZE..]), Some(want));
+        }
+        // Truncated or shapeless record bytes are not a type.
+        assert_eq!(control_type(&abort[V2_HEADER_SIZE..V2_HEADER_SIZE + 5]), None);
+        assert_eq!(control_type(&[0xff; 12]), None);
+        assert_eq!(control_type(&[0x20, 0, 0, 0, 0]), None, "empty key");
+        assert_eq!(control_type(&[0x20, 0, 0, 0, 8, 0, 0, 0, 2]), Some(ControlType::Other(2)));
     }
 
     #[test]

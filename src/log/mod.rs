@@ -33,7 +33,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use batch::BatchHeader;
+use batch::{BatchHeader, ControlType};
 use index::{AbortedTxn, IndexSource, OffsetIndex, TimeIndex};
 use meta::{EpochEntry, MetaProperties, SegmentFileKind, SegmentFileState, Uuid};
 use scan::{ReadAt, ScanEnd, Scanner, Step};
@@ -206,14 +206,20 @@ pub struct Segment {
     active: bool,
     /// Byte ranges known to hold only complete, CRC-valid batches (start → end).
     validated: BTreeMap<u64, u64>,
-    /// (base offset, position) of batches met by our own walks, about one per
-    /// `SPARSE_STEP_BYTES`: exact batch starts, so lookups need no index file (a segment the
-    /// broker has not indexed yet, or a directory written without indexes).
-    sparse: Vec<(i64, u64)>,
+    /// (base offset − segment base, position) of batches met by our own walks, about one per
+    /// [`SPARSE_STEP_BYTES`]: exact batch starts, so a lookup walks at most one step of headers
+    /// (one read window) with no index file (a segment the broker has not indexed yet, or a
+    /// directory written without indexes), however large the segment grows.
+    sparse: Vec<(u32, u32)>,
+    /// (base offset, position) of the first batch the last walk of the tail found: where a
+    /// consumer that was at the end before that append fetches next.
+    tail_hint: Option<(i64, u64)>,
 }
 
-/// Distance between entries of a segment's in-memory sparse index (256 entries per GiB).
-const SPARSE_STEP_BYTES: u64 = 4 << 20;
+/// Distance between entries of a segment's in-memory sparse index: one scanner read window,
+/// 16,384 entries (128 KiB) per GiB walked. The broker's `.index` takes one entry per 4 KiB
+/// (`index.interval.bytes`), 2 MiB per GiB.
+pub const SPARSE_STEP_BYTES: u64 = 64 << 10;
 
 impl Segment {
     fn sibling(&self, suffix: &str) -> PathBuf {
@@ -303,8 +309,12 @@ pub struct Partition {
     pub log_start_checkpoint: Option<i64>,
     /// From the log dir's `replication-offset-checkpoint`, when listed.
     pub high_watermark_checkpoint: Option<i64>,
-    /// Open transactions, derived from batch headers (see [`Partition::first_open_txn_offset`]).
-    txn: Option<TxnTracker>,
+    /// Open and aborted transactions from the newest snapshot on, derived from batch headers
+    /// and markers (see [`Partition::first_open_txn_offset`]).
+    txn: Option<TxnWalk>,
+    /// The walk over older batches, for read_committed fetches below where `txn` starts and
+    /// no `.txnindex` covers them (see [`Partition::aborted_transactions`]).
+    txn_history: Option<TxnWalk>,
 }
 
 /// Producers with an open transaction, as of `next_offset`.
@@ -315,10 +325,25 @@ pub struct Partition {
 pub const TXN_WALK_BATCHES_PER_CALL: usize = 4096;
 pub const TXN_WALK_BYTES_PER_CALL: u64 = 16 << 20;
 
+/// A forward walk over a partition's batch headers that follows its transactions.
 #[derive(Clone, Debug, Default)]
-struct TxnTracker {
+struct TxnWalk {
+    /// Where the walk started: the open transactions there came from a producer snapshot (or
+    /// there were none, at log start).
+    start: i64,
+    /// Every batch below this has been walked.
     next_offset: i64,
+    /// Producer id → first offset of its open transaction.
     open: HashMap<i64, i64>,
+    /// Aborted transactions whose ABORT markers lie in `[start, next_offset)`, in log order.
+    aborted: Vec<AbortedTxn>,
+}
+
+impl TxnWalk {
+    /// Offsets below this are resolved: no transaction is open there whose fate is unknown.
+    fn stable_bound(&self) -> i64 {
+        self.open.values().min().map_or(self.next_offset, |&f| f.min(self.next_offset))
+    }
 }
 
 /// Files found in one listing of a partition directory.
@@ -389,6 +414,7 @@ impl Partition {
             log_start_checkpoint: None,
             high_watermark_checkpoint: None,
             txn: None,
+            txn_history: None,
         };
         p.reload_leader_epochs();
         let events = p.refresh(cache)?;
@@ -450,6 +476,7 @@ impl Partition {
             vec![LogEvent::Advanced { tp: self.tp.clone(), end_offset: after }]
         } else if after < before {
             self.txn = None;
+            self.txn_history = None;
             vec![LogEvent::Truncated { tp: self.tp.clone(), end_offset: after }]
         } else {
             Vec::new()
@@ -484,6 +511,7 @@ impl Partition {
                         s.scanned = None;
                         s.validated.clear();
                         s.sparse.clear();
+                        s.tail_hint = None;
                     }
                     s.len = len;
                 }
@@ -504,6 +532,7 @@ impl Partition {
                             active: false,
                             validated: BTreeMap::new(),
                             sparse: Vec::new(),
+                            tail_hint: None,
                         },
                     );
                     events.push(LogEvent::SegmentAdded { tp: tp.clone(), base_offset: base });
@@ -529,6 +558,7 @@ impl Partition {
         {
             // Truncated or the active segment replaced: transaction state is rebuilt on demand.
             self.txn = None;
+            self.txn_history = None;
         }
         if after_end > before_end {
             events.push(LogEvent::Advanced { tp: tp.clone(), end_offset: after_end });
@@ -561,17 +591,24 @@ impl Partition {
             }
         };
         let walk_start = state.end_position;
-        let mut last_sparse = seg.sparse.last().map(|&(_, p)| p);
+        let mut last_sparse = seg.sparse.last().map(|&(_, p)| u64::from(p));
         let mut new_sparse = Vec::new();
+        let mut first_new = None;
         if state.end_position < len || state.stopped.is_some() {
             let mut scanner = Scanner::new(&*file, state.end_position, len, true);
             state.stopped = None;
             loop {
                 match scanner.step() {
                     Step::Batch { position, header } => {
+                        first_new.get_or_insert((header.base_offset, position));
                         if last_sparse.is_none_or(|p| position >= p + SPARSE_STEP_BYTES) {
-                            new_sparse.push((header.base_offset, position));
-                            last_sparse = Some(position);
+                            // Kafka bounds offsets within a segment to i32 and segments to
+                            // 2 GiB; an entry that does not fit is simply not kept.
+                            let delta = u32::try_from(header.base_offset - seg.base_offset);
+                            if let (Ok(d), Ok(p)) = (delta, u32::try_from(position)) {
+                                new_sparse.push((d, p));
+                                last_sparse = Some(position);
+                            }
                         }
                         if position == 0 {
                             state.first_offset = Some(header.base_offset);
@@ -601,6 +638,9 @@ impl Partition {
         seg.len = len;
         seg.scanned = Some(state);
         seg.sparse.extend(new_sparse);
+        if first_new.is_some() {
+            seg.tail_hint = first_new;
+        }
         if state.end_position > walk_start {
             insert_range(&mut seg.validated, walk_start, state.end_position);
         }
@@ -666,11 +706,19 @@ impl Partition {
             }
             let limit = scanned.end_position;
             let from = if offset > base {
-                let sparse = match seg.sparse.partition_point(|&(b, _)| b <= offset) {
-                    0 => 0,
-                    i => seg.sparse[i - 1].1,
+                // Sparse entries are contiguous from the first walk's start to the walked end,
+                // one per step: a floor entry means at most one step of headers to walk, with
+                // no index file read.
+                let delta = offset - base;
+                let sparse = match seg.sparse.partition_point(|&(d, _)| i64::from(d) <= delta) {
+                    0 => None,
+                    i => Some(u64::from(seg.sparse[i - 1].1)),
                 };
-                index_floor(seg, &file, offset, limit).max(sparse)
+                let tail = seg.tail_hint.filter(|&(o, p)| o <= offset && p < limit).map(|(_, p)| p);
+                match sparse.max(tail) {
+                    Some(p) => p,
+                    None => index_floor(seg, &file, offset, limit),
+                }
             } else {
                 0
             };
@@ -711,7 +759,8 @@ impl Partition {
     /// in memory only; here it is derived from the newest producer snapshot (`<offset>.snapshot`,
     /// whose entries carry each producer's open-transaction start) plus the batch headers after
     /// it: a transactional data batch opens its producer's transaction, a control batch (commit
-    /// or abort marker) closes it. Updated incrementally as the log grows.
+    /// or abort marker) closes it, and an ABORT marker is recorded as an aborted transaction
+    /// (see [`Partition::aborted_transactions`]). Updated incrementally as the log grows.
     ///
     /// The walk reads at most [`TXN_WALK_BATCHES_PER_CALL`] batch headers spanning at most
     /// [`TXN_WALK_BYTES_PER_CALL`] per call, so a
@@ -725,21 +774,51 @@ impl Partition {
             Some(t) if t.next_offset <= end => t,
             _ => self.txn_from_snapshot(end),
         };
+        let walked = self.advance_txn_walk(&mut t, end, cache);
+        let log_start = self.log_start_offset();
+        t.aborted.retain(|a| a.last_offset >= log_start);
+        let first = t.open.values().min().copied();
+        let first =
+            if t.next_offset < end { Some(first.map_or(t.next_offset, |f| f.min(t.next_offset))) } else { first };
+        self.txn = Some(t);
+        walked?;
+        Ok(first)
+    }
+
+    /// Walks batch headers from `t.next_offset` up to `until` (exclusive; batches starting at or
+    /// past it are left), within the per-call bounds, updating the open and aborted
+    /// transactions. Reading a control batch's type costs one small read of its first record.
+    fn advance_txn_walk(&mut self, t: &mut TxnWalk, until: i64, cache: &mut FileCache) -> Result<(), LogError> {
         let mut batches = TXN_WALK_BATCHES_PER_CALL;
         let mut span = TXN_WALK_BYTES_PER_CALL;
-        'walk: while t.next_offset < end {
+        'walk: while t.next_offset < until {
             let Some(loc) = self.find(t.next_offset, cache)? else { break };
             let seg_base = loc.segment_base;
             let mut scanner = Scanner::new(&*loc.file, loc.position, loc.segment_end, false);
-            while let Step::Batch { header, .. } = scanner.step() {
-                if batches == 0 || span == 0 {
+            while let Step::Batch { position, header } = scanner.step() {
+                if header.base_offset >= until || batches == 0 || span == 0 {
                     break 'walk;
                 }
                 batches -= 1;
                 span = span.saturating_sub(header.size());
                 if header.is_transactional() {
                     if header.is_control() {
-                        t.open.remove(&header.producer_id);
+                        let first = t.open.remove(&header.producer_id);
+                        match control_type_at(&loc.file, position, &header) {
+                            Some(ControlType::Abort) => t.aborted.push(AbortedTxn {
+                                version: 0,
+                                producer_id: header.producer_id,
+                                first_offset: first.unwrap_or(header.base_offset),
+                                last_offset: header.base_offset,
+                                last_stable_offset: -1,
+                            }),
+                            Some(_) => {}
+                            None => log::warn!(
+                                "{}: control batch at offset {} has no readable control record; taken as a commit",
+                                self.tp,
+                                header.base_offset
+                            ),
+                        }
                     } else {
                         t.open.entry(header.producer_id).or_insert(header.base_offset);
                     }
@@ -747,22 +826,17 @@ impl Partition {
                 t.next_offset = header.next_offset();
             }
             // Continue in the next segment (its base offset may be past a gap).
-            if let Some((next_base, _)) = self.segments.range(seg_base + 1..).next() {
-                t.next_offset = t.next_offset.max(*next_base);
-            } else {
-                break;
+            match self.segments.range(seg_base + 1..).next() {
+                Some((next_base, _)) => t.next_offset = t.next_offset.max(*next_base),
+                None => break,
             }
         }
-        let mut first = t.open.values().min().copied();
-        if t.next_offset < end {
-            first = Some(first.map_or(t.next_offset, |f| f.min(t.next_offset)));
-        }
-        self.txn = Some(t);
-        Ok(first)
+        Ok(())
     }
 
-    /// Transaction state from the newest snapshot at or below `end`, or empty from log start.
-    fn txn_from_snapshot(&self, end: i64) -> TxnTracker {
+    /// Transaction state from the newest snapshot at or below `at`, or empty from log start.
+    fn txn_from_snapshot(&self, at: i64) -> TxnWalk {
+        let log_start = self.log_start_offset();
         let mut best: Option<(i64, PathBuf)> = None;
         if let Ok(rd) = fs::read_dir(&self.dir) {
             for entry in rd.flatten() {
@@ -771,7 +845,7 @@ impl Partition {
                 if let Some((offset, SegmentFileKind::Snapshot, SegmentFileState::Live)) =
                     meta::parse_segment_file(name)
                 {
-                    if offset <= end && best.as_ref().is_none_or(|(b, _)| offset > *b) {
+                    if offset <= at && offset >= log_start && best.as_ref().is_none_or(|(b, _)| offset > *b) {
                         best = Some((offset, entry.path()));
                     }
                 }
@@ -788,47 +862,73 @@ impl Partition {
                         .filter(|e| e.current_txn_first_offset >= 0)
                         .map(|e| (e.producer_id, e.current_txn_first_offset))
                         .collect();
-                    return TxnTracker { next_offset: offset.max(self.log_start_offset()), open };
+                    return TxnWalk { start: offset, next_offset: offset, open, aborted: Vec::new() };
                 }
                 Err(e) => log::warn!("{}: {e}; deriving transactions from the whole log", path.display()),
             }
         }
-        TxnTracker { next_offset: self.log_start_offset(), open: HashMap::new() }
+        TxnWalk { start: log_start, next_offset: log_start, open: HashMap::new(), aborted: Vec::new() }
     }
 
-    /// Aborted transactions overlapping `[fetch_offset, upper_bound_offset)`, from the `.txnindex`
-    /// of the segment holding `fetch_offset` and every later one (a transaction can start in an
-    /// earlier segment than its marker). Same rule as the broker's `collectAbortedTxns`.
+    /// Aborted transactions overlapping `[fetch_offset, upper_bound_offset)`, and the upper
+    /// bound that list is exact for (≤ `upper_bound_offset`; a read_committed Fetch must not
+    /// send records at or past it).
+    ///
+    /// The list comes from the ABORT markers in the log, never from `.txnindex` files: a segment
+    /// without one may be a broker segment with no aborts (the broker creates the file with its
+    /// first entry) or one whose index was lost (a copied directory, another writer), an active
+    /// segment's index is appended after its marker, and an index may name a marker that is not
+    /// yet in the exposed log. Only the markers tell. Markers at or after `S` (where the
+    /// last-stable-offset walk of [`first_open_txn_offset`](Self::first_open_txn_offset)
+    /// started) are already known from that walk. For an older fetch offset a second walk runs
+    /// from the newest producer snapshot at or below it (the broker keeps one per segment base)
+    /// towards `S`, bounded per call like the first; until it has resolved every transaction
+    /// it met, the bound is lowered to the first unresolved one (the caller answers with what
+    /// is below and the next request continues the walk).
     pub fn aborted_transactions(
-        &self,
+        &mut self,
         fetch_offset: i64,
         upper_bound_offset: i64,
-    ) -> Result<Vec<AbortedTxn>, LogError> {
-        let Some(start) = self.segment_for(fetch_offset) else { return Ok(Vec::new()) };
-        let mut out = Vec::new();
-        for seg in self.segments.range(start..).map(|(_, s)| s) {
-            let path = seg.txn_index_path();
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(LogError::io(&path, e)),
-            };
-            let mut complete = false;
-            for t in index::read_txn_index(&bytes) {
-                if t.last_offset >= fetch_offset && t.first_offset < upper_bound_offset {
-                    out.push(t);
-                }
-                if t.last_stable_offset >= upper_bound_offset {
-                    complete = true;
-                    break;
-                }
-            }
-            if complete {
-                break;
-            }
+        cache: &mut FileCache,
+    ) -> Result<(Vec<AbortedTxn>, i64), LogError> {
+        if self.txn.is_none() {
+            self.first_open_txn_offset(cache)?;
         }
-        Ok(out)
+        let lso_start = self.txn.as_ref().map_or(self.log_start_offset(), |t| t.start);
+        let mut upper = upper_bound_offset;
+        let mut out = Vec::new();
+        if fetch_offset < lso_start {
+            let mut h = match self.txn_history.take() {
+                Some(h) if h.start <= fetch_offset => h,
+                _ => self.txn_from_snapshot(fetch_offset),
+            };
+            let walked = self.advance_txn_walk(&mut h, lso_start, cache);
+            if h.next_offset < lso_start {
+                upper = upper.min(h.stable_bound());
+            }
+            out.extend(
+                h.aborted
+                    .iter()
+                    .filter(|t| t.last_offset >= fetch_offset && t.first_offset < upper && t.last_offset < lso_start),
+            );
+            self.txn_history = Some(h);
+            walked?;
+        }
+        if let Some(t) = &self.txn {
+            out.extend(t.aborted.iter().filter(|t| t.last_offset >= fetch_offset && t.first_offset < upper));
+        }
+        Ok((out, upper))
     }
+}
+
+/// The control type of the control batch at `position`, from its first record's key.
+fn control_type_at(file: &File, position: u64, header: &BatchHeader) -> Option<ControlType> {
+    let start = position + batch::V2_HEADER_SIZE as u64;
+    let end = position + header.size();
+    let n = (end.saturating_sub(start) as usize).min(batch::CONTROL_KEY_PROBE_BYTES);
+    let mut buf = [0u8; batch::CONTROL_KEY_PROBE_BYTES];
+    let got = ReadAt::read_at(file, &mut buf[..n], start).ok()?;
+    batch::control_type(&buf[..got])
 }
 
 /// Adds `[start, end)` to a set of disjoint ranges, merging overlapping and touching ones.

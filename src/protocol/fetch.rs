@@ -63,6 +63,9 @@ pub struct PartitionAnswer {
     pub aborted: Option<Vec<(i64, i64)>>,
     /// (file, position, length) of the record bytes; `None` = empty records.
     pub records: Option<(Rc<File>, u64, u64)>,
+    /// The transaction walk behind the aborted list has more to do: answer now so the next
+    /// request continues it, instead of parking on a bound that only that walk can raise.
+    pub walk_pending: bool,
 }
 
 impl PartitionAnswer {
@@ -75,6 +78,7 @@ impl PartitionAnswer {
             log_start_offset: -1,
             aborted: None,
             records: None,
+            walk_pending: false,
         }
     }
 
@@ -99,6 +103,8 @@ pub struct FetchAnswer {
     pub bytes: u64,
     /// Some partition had an error: answer now, do not park.
     pub any_error: bool,
+    /// Some partition's transaction walk is not done (see [`PartitionAnswer::walk_pending`]).
+    pub walk_pending: bool,
 }
 
 pub fn handle(meta: RequestMeta, req: FetchRequest, ctx: &mut Context<'_>, now: Instant) -> Outcome {
@@ -112,6 +118,7 @@ pub fn handle(meta: RequestMeta, req: FetchRequest, ctx: &mut Context<'_>, now: 
     let answer = plan(&meta, &req, ctx);
     let wait_ms = u64::try_from(req.max_wait_ms).unwrap_or(0).min(ctx.config.fetch_wait_ms_max);
     if answer.any_error
+        || answer.walk_pending
         || wait_ms == 0
         || count == 0
         || answer.bytes >= u64::try_from(req.min_bytes.max(0)).unwrap_or(0)
@@ -126,7 +133,7 @@ pub fn handle(meta: RequestMeta, req: FetchRequest, ctx: &mut Context<'_>, now: 
 pub fn retry(parked: &Parked, ctx: &mut Context<'_>, now: Instant) -> Option<WritePlan> {
     let answer = plan(&parked.meta, &parked.req, ctx);
     let enough = answer.bytes >= u64::try_from(parked.req.min_bytes.max(0)).unwrap_or(0);
-    (enough || answer.any_error || now >= parked.deadline).then(|| encode(&parked.meta, &answer))
+    (enough || answer.any_error || answer.walk_pending || now >= parked.deadline).then(|| encode(&parked.meta, &answer))
 }
 
 fn topic_name_of(
@@ -194,6 +201,7 @@ pub fn plan(meta: &RequestMeta, req: &FetchRequest, ctx: &mut Context<'_>) -> Fe
                 answer.any_error = true;
                 ctx.errors.push(a.error_code);
             }
+            answer.walk_pending |= a.walk_pending;
             let n = a.record_bytes();
             if n > 0 {
                 min_one_message = false;
@@ -236,17 +244,36 @@ fn read_partition(
         log_start_offset: b.log_start,
         aborted: read_committed.then(Vec::new),
         records: None,
+        walk_pending: false,
     };
     let offset = p.fetch_offset;
     if offset < b.log_start || offset > b.log_end {
         return PartitionAnswer::error(p.partition, error_code::OFFSET_OUT_OF_RANGE);
     }
-    let bound = if read_committed { b.last_stable } else { b.high_watermark };
+    let mut bound = if read_committed { b.last_stable } else { b.high_watermark };
     if offset >= bound {
         return a;
     }
     let view = &mut *ctx.view;
     let Some(part) = view.partitions.get_mut(tp) else { return a };
+    if read_committed {
+        // The aborted list comes first: it may lower the bound to what it is exact for.
+        match part.aborted_transactions(offset, bound, &mut view.cache) {
+            Ok((list, exact_to)) => {
+                a.walk_pending = exact_to < bound;
+                bound = exact_to;
+                a.aborted = Some(list.iter().map(|t| (t.producer_id, t.first_offset)).collect());
+            }
+            Err(e) => {
+                log::error!("Fetch {tp}: {e}");
+                return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);
+            }
+        }
+        if offset >= bound {
+            a.aborted = Some(Vec::new());
+            return a;
+        }
+    }
     let loc = match part.find(offset, &mut view.cache) {
         Ok(Some(loc)) => loc,
         Ok(None) => return a,
@@ -287,15 +314,6 @@ fn read_partition(
         Err(e) => {
             log::error!("Fetch {tp}: {e}");
             return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);
-        }
-    }
-    if read_committed {
-        match part.aborted_transactions(offset, bound) {
-            Ok(list) => a.aborted = Some(list.iter().map(|t| (t.producer_id, t.first_offset)).collect()),
-            Err(e) => {
-                log::error!("Fetch {tp}: {e}");
-                return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);
-            }
         }
     }
     a.records = Some((loc.file, loc.position, len));
@@ -514,6 +532,7 @@ mod tests {
             log_start_offset: 10,
             aborted,
             records: records.map(|(p, l)| (Rc::clone(&f), p, l)),
+            walk_pending: false,
         };
         let answer = FetchAnswer {
             error_code: 0,
@@ -536,6 +555,7 @@ mod tests {
             ],
             bytes: 0,
             any_error: false,
+            walk_pending: false,
         };
         for version in 4..=18 {
             let meta =
@@ -555,7 +575,13 @@ mod tests {
 
     #[test]
     fn top_level_error_frames_like_the_oracle() {
-        let answer = FetchAnswer { error_code: FETCH_SESSION_ID_NOT_FOUND, topics: vec![], bytes: 0, any_error: true };
+        let answer = FetchAnswer {
+            error_code: FETCH_SESSION_ID_NOT_FOUND,
+            topics: vec![],
+            bytes: 0,
+            any_error: true,
+            walk_pending: false,
+        };
         for version in 7..=18 {
             let meta = RequestMeta { api_key: ApiKey::Fetch, api_version: version, correlation_id: 1, client_id: None };
             assert_eq!(materialise(&encode(&meta, &answer)), oracle(version, 1, &answer, &[]), "v{version}");

@@ -5,6 +5,8 @@ logferry and from the broker itself; the outputs must be identical, record for r
 a timestamp, both isolation levels for transactions, and tailing consumers that see records the
 broker writes while they wait. A producer pointed at logferry fails fast with a clear message.
 """
+import os
+import shutil
 import subprocess
 import time
 
@@ -38,6 +40,37 @@ def test_read_committed_same_as_the_broker(kafka, ferry, client):
     from_ferry = clients.consume(client, ferry.bootstrap, "txn", "read_committed")
     assert from_ferry == from_broker
     assert len(from_ferry) == len(kafka.committed["txn"])
+
+
+@pytest.fixture(scope="module")
+def ferry_without_txnindex(kafka, tmp_path_factory):
+    """The broker's transactional partitions copied with every .txnindex deleted: the aborted
+    transactions must come from the markers in the log."""
+    dst = str(tmp_path_factory.mktemp("txn-copy"))
+    shutil.copy(os.path.join(kafka.log_dir, "meta.properties"), dst)
+    indexed = segments = 0
+    for name in os.listdir(kafka.log_dir):
+        if not name.startswith("txn-"):
+            continue
+        shutil.copytree(os.path.join(kafka.log_dir, name), os.path.join(dst, name))
+        for f in os.listdir(os.path.join(dst, name)):
+            if f.endswith(".txnindex"):
+                indexed += 1
+                os.remove(os.path.join(dst, name, f))
+            segments += f.endswith(".log")
+    assert indexed > 0, "the broker indexed some aborted transactions"
+    assert segments > 3, "the transactional partitions rolled (transactions span segments)"
+    f = Ferry([dst], extra=["--visibility", "log-end"])
+    yield f
+    f.stop()
+
+
+@pytest.mark.parametrize("client", clients.CLIENTS)
+def test_read_committed_without_txnindex_same_as_the_broker(kafka, ferry_without_txnindex, client):
+    from_broker = clients.consume(client, kafka.bootstrap, "txn", "read_committed")
+    from_copy = clients.consume(client, ferry_without_txnindex.bootstrap, "txn", "read_committed")
+    assert len(from_copy) == len(kafka.committed["txn"])
+    assert from_copy == from_broker
 
 
 @pytest.mark.parametrize("client", clients.CLIENTS)

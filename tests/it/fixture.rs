@@ -156,7 +156,8 @@ fn aborted_transactions_cover_aborted_records() {
         let tp = TopicPartition { topic: "txn".into(), partition: p };
         let part = view.partitions.get_mut(&tp).unwrap();
         let leo = part.log_end_offset();
-        let aborted = part.aborted_transactions(0, leo).unwrap();
+        let (aborted, exact_to) = part.aborted_transactions(0, leo, &mut view.cache).unwrap();
+        assert_eq!(exact_to, leo);
         for e in all.iter().filter(|e| e.tp == tp) {
             let covered = aborted.iter().any(|t| t.first_offset <= e.offset && e.offset <= t.last_offset);
             if e.aborted {
@@ -164,7 +165,7 @@ fn aborted_transactions_cover_aborted_records() {
             }
         }
         // Ranges starting after the fetch window are not returned.
-        let late = part.aborted_transactions(leo, leo + 1).unwrap();
+        let (late, _) = part.aborted_transactions(leo, leo + 1, &mut view.cache).unwrap();
         assert!(late.iter().all(|t| t.last_offset >= leo));
     }
 }

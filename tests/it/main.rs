@@ -11,4 +11,5 @@ mod groups;
 mod serve;
 mod service;
 mod sim;
+mod txn;
 mod util;

@@ -173,6 +173,9 @@ public final class Produce {
                 case "compacted" -> t.configs(Map.of("cleanup.policy", "compact", "segment.ms", "500",
                         "min.cleanable.dirty.ratio", "0.01", "delete.retention.ms", "600000"));
                 case "retention" -> t.configs(Map.of("retention.bytes", String.valueOf(2 << 20), "segment.bytes", String.valueOf(1 << 20)));
+                // Rolls while the transactions run, so some span segments (and the broker
+                // writes a producer snapshot at each new segment base).
+                case "txn" -> t.configs(Map.of("segment.ms", "300"));
                 case "large" -> t.configs(Map.of("max.message.bytes", String.valueOf(4 << 20), "segment.bytes", String.valueOf(8 << 20)));
                 default -> { }
             }
