@@ -41,6 +41,9 @@ pub struct Metrics {
     pub group_members: Gauge,
     pub offsets_sync_seconds: Histogram,
     pub offsets_store_bytes: Gauge,
+    pub buffered_request_bytes: Gauge,
+    pub request_memory_waits: Counter,
+    pub requests_refused_memory: Counter,
     exposed_end: Family<Labels, Gauge>,
     unexposed_bytes: Family<Labels, Gauge>,
     visibility_lag: Family<Labels, Gauge>,
@@ -73,6 +76,9 @@ impl Metrics {
             group_members: Gauge::default(),
             offsets_sync_seconds: Histogram::new(exponential_buckets(0.00002, 2.0, 18)),
             offsets_store_bytes: Gauge::default(),
+            buffered_request_bytes: Gauge::default(),
+            request_memory_waits: Counter::default(),
+            requests_refused_memory: Counter::default(),
             exposed_end: Family::default(),
             unexposed_bytes: Family::default(),
             visibility_lag: Family::default(),
@@ -127,6 +133,21 @@ impl Metrics {
             m.offsets_sync_seconds.clone(),
         );
         registry.register("offsets_store_bytes", "Size of the committed-offsets file", m.offsets_store_bytes.clone());
+        registry.register(
+            "buffered_request_bytes",
+            "Request bytes held for all connections (bounded by buffered_request_bytes_max)",
+            m.buffered_request_bytes.clone(),
+        );
+        registry.register(
+            "request_memory_waits",
+            "Times a connection stopped being read until request memory was released",
+            m.request_memory_waits.clone(),
+        );
+        registry.register(
+            "requests_refused_memory",
+            "Connections closed because their request could never fit buffered_request_bytes_max",
+            m.requests_refused_memory.clone(),
+        );
         registry.register(
             "partition_exposed_end_offset",
             "Offset after the last complete, CRC-valid batch",

@@ -86,6 +86,12 @@ pub struct ServeArgs {
     #[argh(option, default = "8 << 20")]
     pub request_bytes_max: u32,
 
+    /// request bytes held for all connections together, in bytes; connections whose request
+    /// does not fit now are not read until memory is released (default 67108864; at least 8/7
+    /// of --request-bytes-max)
+    #[argh(option, default = "crate::server::BUFFERED_REQUEST_BYTES_MAX_DEFAULT")]
+    pub buffered_request_bytes_max: usize,
+
     /// largest Fetch response, in bytes (the client's max_bytes when smaller; default 57671680)
     #[argh(option, default = "57_671_680")]
     pub response_bytes_max: u64,

@@ -166,6 +166,13 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return fail(format!("{name} must be at least 1"));
         }
     }
+    let largest_frame = crate::server::RequestMemory::new(args.buffered_request_bytes_max).large_frame_bytes_max();
+    if args.request_bytes_max as usize + 4 > largest_frame {
+        return fail(format!(
+            "--request-bytes-max {} does not fit --buffered-request-bytes-max {} (a request may use at most {largest_frame} bytes of it; the rest is kept for small requests)",
+            args.request_bytes_max, args.buffered_request_bytes_max
+        ));
+    }
     let view = match LogView::open(&log_dirs, args.segments_open_max) {
         Ok(v) => v,
         Err(e) => return fail(e),
@@ -215,6 +222,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         connections_max: args.connections_max,
         request_bytes_max: args.request_bytes_max,
         idle_timeout_ms: args.idle_timeout_ms,
+        buffered_request_bytes_max: args.buffered_request_bytes_max,
         ..Limits::default()
     };
     let mut server = match Server::bind(listen, tailer, groups, config, limits) {

@@ -6,6 +6,7 @@
 static ALLOC: logferry::alloc::GuardedAlloc = logferry::alloc::GuardedAlloc;
 
 mod fixture;
+mod flood;
 mod fuzz_replay;
 mod groups;
 mod serve;

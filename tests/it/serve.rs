@@ -84,7 +84,9 @@ pub fn serve_with(extra: &[&str], env: &[(&str, &str)], setup: impl FnOnce(&Path
     let logdir = dir.path().join("logdir");
     let state = dir.path().join("state");
     setup(&logdir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logferry"))
+    // LOGFERRY_BIN_UNDER_TEST runs the black box against another build (a before/after figure).
+    let bin = std::env::var("LOGFERRY_BIN_UNDER_TEST").unwrap_or_else(|_| env!("CARGO_BIN_EXE_logferry").to_string());
+    let mut child = Command::new(bin)
         .args(["serve", "--log-dir", logdir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(if extra.contains(&"--rescan-ms") { &[][..] } else { &["--rescan-ms", "200"][..] })
         .args(if extra.contains(&"--state-dir") {
@@ -620,6 +622,10 @@ fn bad_flags_and_directories_exit_non_zero_with_a_message() {
     let o = run(&["serve", "--log-dir", "/tmp", "--visibility", "sometimes"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--visibility"));
+    let o = run(&["serve", "--log-dir", "/tmp", "--buffered-request-bytes-max", "1000000"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--request-bytes-max 8388608 does not fit --buffered-request-bytes-max 1000000"), "{err}");
     let o = run(&["serve"]);
     assert_eq!(o.status.code(), Some(2));
 }

@@ -30,7 +30,16 @@
 //! which case the connection goes on the ready list and the next poll does not sleep. Slots
 //! freed while a batch of events is being dispatched are only reused after the batch.
 //! Limits: `connections_max` (accepting pauses at the cap and resumes when a slot frees),
-//! `request_bytes_max` (checked from the 4-byte size before buffering), `idle_timeout_ms`.
+//! `request_bytes_max` (checked from the 4-byte size before buffering), `idle_timeout_ms`,
+//! `buffered_request_bytes_max` (the sum of request bytes held for all connections, see
+//! [`request_memory`]: a connection whose request does not fit now is not read until memory is
+//! released) and `recv_bytes_per_turn_max` (a connection feeding a large request yields to the
+//! others after that many bytes, like the write budget).
+
+mod request_memory;
+
+use request_memory::Grant;
+pub use request_memory::{RequestMemory, BUFFERED_REQUEST_BYTES_MAX_DEFAULT, SMALL_REQUEST_BYTES};
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -74,6 +83,10 @@ pub struct Limits {
     pub requests_per_turn_max: usize,
     /// How long SIGTERM waits for in-flight responses before exiting.
     pub drain_ms_max: u64,
+    /// Request bytes held for all connections together.
+    pub buffered_request_bytes_max: usize,
+    /// Request bytes one connection may read per turn before others get theirs.
+    pub recv_bytes_per_turn_max: usize,
 }
 
 impl Default for Limits {
@@ -85,6 +98,8 @@ impl Default for Limits {
             send_bytes_per_turn_max: 4 << 20,
             requests_per_turn_max: 16,
             drain_ms_max: 10_000,
+            buffered_request_bytes_max: BUFFERED_REQUEST_BYTES_MAX_DEFAULT,
+            recv_bytes_per_turn_max: 1 << 20,
         }
     }
 }
@@ -106,6 +121,8 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     rbuf: Vec<u8>,
+    /// Bytes of `rbuf` capacity accounted in the request memory.
+    held: usize,
     state: ConnState,
     last_progress: Instant,
     client_id: Option<String>,
@@ -131,6 +148,10 @@ pub struct Counters {
     pub protocol_errors: u64,
     pub sent: Sent,
     pub file_shrunk: u64,
+    /// Times a connection had to wait for request memory.
+    pub request_memory_waits: u64,
+    /// Connections closed because their request could never fit the request memory.
+    pub requests_refused_memory: u64,
 }
 
 pub struct Server {
@@ -162,6 +183,8 @@ pub struct Server {
     next_serial: u64,
     /// Slots of the connections whose response waits for the offsets store's sync.
     after_sync: Vec<usize>,
+    /// The bound on request bytes held for all connections.
+    memory: RequestMemory,
 }
 
 /// How often idle connections are looked for.
@@ -210,7 +233,6 @@ impl Server {
             ready: VecDeque::new(),
             accept_paused: false,
             config,
-            limits,
             stopping: None,
             counters: Counters::default(),
             metrics: Metrics::new(),
@@ -224,6 +246,8 @@ impl Server {
             groups,
             next_serial: 0,
             after_sync: Vec::new(),
+            memory: RequestMemory::new(limits.buffered_request_bytes_max),
+            limits,
         })
     }
 
@@ -344,6 +368,7 @@ impl Server {
             }
             self.metrics.connections.set(self.open_connections() as i64);
             self.metrics.parked_fetches.set(self.parked.len() as i64);
+            self.metrics.buffered_request_bytes.set(self.memory.used_bytes() as i64);
             self.metrics.loop_iteration_seconds.observe(turn_start.elapsed().as_secs_f64());
             // Resume accepting a little below the cap, so accepting does not flap at the limit.
             let resume_at = self.limits.connections_max - (self.limits.connections_max / 10).max(1);
@@ -442,6 +467,7 @@ impl Server {
                         stream,
                         peer,
                         rbuf: Vec::new(),
+                        held: 0,
                         state: ConnState::Reading,
                         last_progress: Instant::now(),
                         client_id: None,
@@ -487,6 +513,10 @@ impl Server {
                 let _ = self.poll.registry().deregister(&mut c.stream);
                 self.counters.connections_closed += 1;
                 self.open -= 1;
+                self.memory.forget(i);
+                if self.memory.resized(c.held, 0) {
+                    self.wake_memory_waiters();
+                }
                 self.parked.retain(|&p| p != i);
                 self.free.push(i);
             }
@@ -499,6 +529,7 @@ impl Server {
             return;
         }
         let mut requests = 0;
+        let mut read_bytes = 0usize;
         let mut budget = self.limits.send_bytes_per_turn_max;
         loop {
             let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
@@ -554,16 +585,65 @@ impl Server {
                             return;
                         }
                         Ok(Some(n)) => {
-                            let frame = Bytes::copy_from_slice(&c.rbuf[4..n]);
-                            c.rbuf.drain(..n);
+                            let frame = if n == c.rbuf.len() {
+                                // The buffer is exactly this frame: hand it over without a copy.
+                                Bytes::from(std::mem::take(&mut c.rbuf)).slice(4..n)
+                            } else {
+                                let f = Bytes::copy_from_slice(&c.rbuf[4..n]);
+                                c.rbuf.drain(..n);
+                                f
+                            };
+                            trim_request_buffer(&mut c.rbuf);
                             c.last_progress = Instant::now();
                             requests += 1;
+                            self.account(i);
                             self.handle(i, frame);
                         }
                         Ok(None) => {
-                            let cap = 4 + self.limits.request_bytes_max as usize;
+                            if read_bytes >= self.limits.recv_bytes_per_turn_max {
+                                self.ready.push_back(i);
+                                return;
+                            }
+                            let len = c.rbuf.len();
+                            let want = match declared_frame_bytes(&c.rbuf) {
+                                Some(total) if total > SMALL_REQUEST_BYTES => {
+                                    if c.rbuf.capacity() < total {
+                                        match self.memory.admit_large(c.held, total) {
+                                            Grant::Granted => {
+                                                c.rbuf.reserve_exact(total - len);
+                                                c.held = c.held.max(total);
+                                            }
+                                            Grant::Wait => {
+                                                self.wait_for_memory(i);
+                                                return;
+                                            }
+                                            Grant::Never => {
+                                                self.counters.requests_refused_memory += 1;
+                                                self.metrics.requests_refused_memory.inc();
+                                                self.close(
+                                                    i,
+                                                    format!(
+                                                        "request of {total} bytes can never fit buffered_request_bytes_max {}",
+                                                        self.memory.bytes_max()
+                                                    ),
+                                                    true,
+                                                );
+                                                return;
+                                            }
+                                        }
+                                    }
+                                    // Up to the frame's end: what follows is read as a new request.
+                                    total - len
+                                }
+                                _ => self.memory.small_room(),
+                            };
+                            let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
                             let mut chunk = [0u8; 64 << 10];
-                            let want = chunk.len().min(cap.saturating_sub(c.rbuf.len()).max(1));
+                            let want = want.min(chunk.len());
+                            if want == 0 {
+                                self.wait_for_memory(i);
+                                return;
+                            }
                             match c.stream.read(&mut chunk[..want]) {
                                 Ok(0) => {
                                     let why = if c.rbuf.is_empty() { "peer closed" } else { "peer closed mid-request" };
@@ -571,8 +651,11 @@ impl Server {
                                     return;
                                 }
                                 Ok(n) => {
+                                    c.rbuf.reserve_exact(n);
                                     c.rbuf.extend_from_slice(&chunk[..n]);
                                     c.last_progress = Instant::now();
+                                    read_bytes += n;
+                                    self.account(i);
                                 }
                                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -586,6 +669,41 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Brings the request memory's account of connection `i` up to its buffer's capacity.
+    fn account(&mut self, i: usize) {
+        let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        let cap = c.rbuf.capacity();
+        let released = self.memory.resized(c.held, cap);
+        c.held = cap;
+        if released {
+            self.wake_memory_waiters();
+        }
+    }
+
+    /// Stops reading connection `i` until request memory is released.
+    fn wait_for_memory(&mut self, i: usize) {
+        if self.memory.wait(i) {
+            self.counters.request_memory_waits += 1;
+            self.metrics.request_memory_waits.inc();
+        }
+    }
+
+    /// Puts the connections that may fit now back on the ready list.
+    fn wake_memory_waiters(&mut self) {
+        if self.memory.waiting() == 0 {
+            return;
+        }
+        let conns = &self.conns;
+        let woken = self.memory.wake(|j| {
+            conns
+                .get(j)
+                .and_then(Option::as_ref)
+                .and_then(|c| declared_frame_bytes(&c.rbuf))
+                .unwrap_or(SMALL_REQUEST_BYTES)
+        });
+        self.ready.extend(woken);
     }
 
     fn handle(&mut self, i: usize, frame: Bytes) {
@@ -826,6 +944,24 @@ impl Server {
                 self.close(i, format!("idle for {} ms", self.limits.idle_timeout_ms), false);
             }
         }
+    }
+}
+
+/// The whole frame size (size prefix included) once the 4-byte size has arrived.
+fn declared_frame_bytes(rbuf: &[u8]) -> Option<usize> {
+    let size: [u8; 4] = rbuf.get(..4)?.try_into().ok()?;
+    usize::try_from(i32::from_be_bytes(size)).ok().map(|n| n + 4)
+}
+
+/// Gives back what a request buffer no longer needs: all of it when empty, or the excess over
+/// what it holds once that is more than a small request.
+fn trim_request_buffer(rbuf: &mut Vec<u8>) {
+    if rbuf.is_empty() {
+        if rbuf.capacity() > 4096 {
+            *rbuf = Vec::new();
+        }
+    } else if rbuf.capacity() > SMALL_REQUEST_BYTES && rbuf.capacity() > 2 * rbuf.len() {
+        rbuf.shrink_to(rbuf.len());
     }
 }
 
