@@ -164,7 +164,9 @@ pub fn spawn_logferry(args: &[&str]) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     // The offsets store's state dir: a fresh one per run (the process holds a lock on it).
     let state = std::env::temp_dir().join(format!("logferry-bench-state-{}", std::process::id()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_logferry"))
+    // LOGFERRY_BENCH_BIN measures another build the same way (a before/after figure).
+    let bin = std::env::var("LOGFERRY_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_logferry").to_string());
+    let mut child = std::process::Command::new(bin)
         .arg("serve")
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
