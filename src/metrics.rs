@@ -42,6 +42,10 @@ pub struct Metrics {
     pub offsets_sync_seconds: Histogram,
     pub offsets_store_bytes: Gauge,
     pub buffered_request_bytes: Gauge,
+    pub upstream_connected: Gauge,
+    pub upstream_reconnects: Counter,
+    pub upstream_fallbacks: Counter,
+    pub upstream_responses: Counter,
     pub request_memory_waits: Counter,
     pub requests_refused_memory: Counter,
     exposed_end: Family<Labels, Gauge>,
@@ -77,6 +81,10 @@ impl Metrics {
             offsets_sync_seconds: Histogram::new(exponential_buckets(0.00002, 2.0, 18)),
             offsets_store_bytes: Gauge::default(),
             buffered_request_bytes: Gauge::default(),
+            upstream_connected: Gauge::default(),
+            upstream_reconnects: Counter::default(),
+            upstream_fallbacks: Counter::default(),
+            upstream_responses: Counter::default(),
             request_memory_waits: Counter::default(),
             requests_refused_memory: Counter::default(),
             exposed_end: Family::default(),
@@ -139,6 +147,26 @@ impl Metrics {
             m.buffered_request_bytes.clone(),
         );
         registry.register(
+            "upstream_connected",
+            "1 while the watch of the co-located broker's high watermarks runs (--upstream)",
+            m.upstream_connected.clone(),
+        );
+        registry.register(
+            "upstream_reconnects",
+            "Connections to the upstream broker that ended (refused, closed, slow, bad answers)",
+            m.upstream_reconnects.clone(),
+        );
+        registry.register(
+            "upstream_fallbacks",
+            "Times the upstream watch stopped and visibility fell back to the checkpoint",
+            m.upstream_fallbacks.clone(),
+        );
+        registry.register(
+            "upstream_responses",
+            "Responses from the upstream broker (each one a high-watermark wake-up or a timeout)",
+            m.upstream_responses.clone(),
+        );
+        registry.register(
             "request_memory_waits",
             "Times a connection stopped being read until request memory was released",
             m.request_memory_waits.clone(),
@@ -189,7 +217,7 @@ impl Metrics {
     }
 
     /// Refreshes per-partition gauges from the view, then renders everything.
-    pub fn render(&self, view: &LogView, high_watermark_mode: bool) -> String {
+    pub fn render(&self, view: &LogView, visibility: crate::protocol::Visibility) -> String {
         for (tp, p) in &view.partitions {
             let labels = vec![("topic".into(), tp.topic.clone()), ("partition".into(), tp.partition.to_string())];
             let end = p.log_end_offset();
@@ -200,11 +228,7 @@ impl Metrics {
                 .next_back()
                 .map_or(0, |s| s.len.saturating_sub(s.scanned.map_or(0, |x| x.end_position)));
             self.unexposed_bytes.get_or_create(&labels).set(unexposed as i64);
-            let hw = if high_watermark_mode {
-                p.high_watermark_checkpoint.unwrap_or(p.log_start_offset()).min(end)
-            } else {
-                end
-            };
+            let hw = crate::protocol::visible_high_watermark(p, visibility);
             self.visibility_lag.get_or_create(&labels).set(end - hw);
         }
         for d in &view.dirs {
@@ -280,7 +304,7 @@ mod tests {
         m.sent(100, 20);
         let d = tempfile::tempdir().unwrap();
         let view = LogView::open(&[d.path().to_path_buf()], 4).unwrap();
-        let text = m.render(&view, false);
+        let text = m.render(&view, crate::protocol::Visibility::LogEnd);
         assert!(text.contains("logferry_requests_total{api=\"Fetch\",version=\"12\"} 1"), "{text}");
         assert!(text.contains("logferry_sent_bytes_total{path=\"sendfile\"} 100"));
         assert!(text.contains("logferry_response_errors_total{code=\"1\"} 1"));

@@ -72,10 +72,17 @@ pub struct ServeArgs {
     pub node_id: Option<i32>,
 
     /// what consumers may see: log-end (every complete batch), checkpoint (up to the broker's
-    /// replication-offset-checkpoint high watermark) or auto (checkpoint when the log dir has one,
-    /// else log-end; the default)
+    /// replication-offset-checkpoint high watermark), upstream (up to the --upstream broker's
+    /// current high watermark, the checkpoint while it is unreachable) or auto (upstream with
+    /// --upstream, else checkpoint when the log dir has one, else log-end; the default)
     #[argh(option, default = "String::from(\"auto\")")]
     pub visibility: String,
+
+    /// the co-located broker (HOST:PORT of a PLAINTEXT listener): logferry follows its high
+    /// watermarks in real time over one connection and, with --groups upstream, relays the
+    /// consumer group APIs to it
+    #[argh(option)]
+    pub upstream: Option<String>,
 
     /// most connections open at once; more wait in the listen backlog (default 10000)
     #[argh(option, default = "10_000")]

@@ -107,6 +107,54 @@ pub fn resolve_state_dir(flag: Option<&Path>, log_dirs: &[PathBuf]) -> Result<Pa
     Ok(canon)
 }
 
+/// Asks the upstream broker for its cluster id (2 s at most; an unreachable broker is not an
+/// error here: logferry starts and falls back to the checkpoint). Err only for a broker of
+/// another cluster than the log dir's `meta.properties`.
+fn probe_upstream(addr: SocketAddr, cluster_id: Option<&str>) -> Result<(), String> {
+    use crate::server::upstream::{complete_frame, Phase, UpstreamError, Watcher};
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        log::warn!("--upstream {addr} does not answer now; starting with the checkpoint bound and retrying");
+        return Ok(());
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    let now = Instant::now();
+    let mut w = Watcher::new(cluster_id.map(str::to_string), now);
+    w.on_connected();
+    let mut buf = Vec::new();
+    while w.phase != Phase::Watching {
+        let Some(req) = w.next_request(&[], now) else { return Ok(()) };
+        if s.write_all(&req).is_err() {
+            return Ok(());
+        }
+        let n = loop {
+            match complete_frame(&buf, 1 << 20) {
+                Ok(Some(n)) => break n,
+                Ok(None) => {}
+                Err(_) => return Ok(()),
+            }
+            let mut chunk = [0u8; 8192];
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        };
+        let body = bytes::Bytes::copy_from_slice(&buf[4..n]);
+        buf.drain(..n);
+        match w.on_response(body, now) {
+            Ok(_) => {}
+            Err(e @ UpstreamError::ClusterIdMismatch { .. }) => return Err(e.to_string()),
+            Err(e) => {
+                log::warn!("--upstream {addr}: {e}; starting with the checkpoint bound and retrying");
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &ServeArgs) -> ExitCode {
     let mut log_dirs = args.log_dir.clone();
     let mut config_node = None;
@@ -145,9 +193,19 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         },
         None => None,
     };
+    let upstream: Option<SocketAddr> = match &args.upstream {
+        None => None,
+        Some(u) => match (host_port(u), u.to_socket_addrs().map(|mut a| a.next())) {
+            (Some(_), Ok(Some(a))) => Some(a),
+            _ => return fail(format!("--upstream {u:?} is not a HOST:PORT that resolves")),
+        },
+    };
     let visibility = match args.visibility.as_str() {
         "log-end" => Visibility::LogEnd,
         "checkpoint" => Visibility::Checkpoint,
+        "upstream" if upstream.is_none() => return fail("--visibility upstream needs --upstream HOST:PORT"),
+        "upstream" => Visibility::Upstream,
+        "auto" if upstream.is_some() => Visibility::Upstream,
         "auto" => {
             if log_dirs.iter().any(|d| Path::new(d).join("replication-offset-checkpoint").exists()) {
                 Visibility::Checkpoint
@@ -155,7 +213,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
                 Visibility::LogEnd
             }
         }
-        other => return fail(format!("--visibility {other:?} must be log-end, checkpoint or auto")),
+        other => return fail(format!("--visibility {other:?} must be log-end, checkpoint, upstream or auto")),
     };
     for (name, v) in [
         ("--connections-max", args.connections_max as u64),
@@ -206,6 +264,13 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         Err(e) => return fail(format!("--state-dir: {e}")),
     };
     let cluster_id = view.cluster_id().map(str::to_string).unwrap_or_else(|| "logferry".to_string());
+    if let Some(addr) = upstream {
+        // A broker of another cluster is refused at start (when it answers now; later it is
+        // refused by the watcher and never used).
+        if let Err(e) = probe_upstream(addr, view.cluster_id()) {
+            return fail(format!("--upstream {addr}: {e}"));
+        }
+    }
     let node_id = args.node_id.or(config_node).or(view.node_id()).unwrap_or(0);
     let tailer = Tailer::new(view, !args.no_inotify, args.rescan_ms, Instant::now());
     let config = ServeConfig {
@@ -229,6 +294,9 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
     };
+    if let Some(addr) = upstream {
+        server.set_upstream(addr);
+    }
     let local = match server.local_addr() {
         Ok(a) => a,
         Err(e) => return fail(format!("cannot read the listening address: {e}")),
@@ -262,10 +330,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         config.cluster_id,
         dirs.join(","),
         server.partition_count(),
-        match visibility {
-            Visibility::LogEnd => "log-end",
-            Visibility::Checkpoint => "checkpoint",
-        },
+        visibility.name(),
         state_dir.display()
     );
     match server.run() {

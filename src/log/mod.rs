@@ -309,6 +309,8 @@ pub struct Partition {
     pub log_start_checkpoint: Option<i64>,
     /// From the log dir's `replication-offset-checkpoint`, when listed.
     pub high_watermark_checkpoint: Option<i64>,
+    /// The co-located broker's high watermark, as last learned over the upstream connection.
+    pub upstream_high_watermark: Option<i64>,
     /// Open and aborted transactions from the newest snapshot on, derived from batch headers
     /// and markers (see [`Partition::first_open_txn_offset`]).
     txn: Option<TxnWalk>,
@@ -413,6 +415,7 @@ impl Partition {
             leader_epochs: Vec::new(),
             log_start_checkpoint: None,
             high_watermark_checkpoint: None,
+            upstream_high_watermark: None,
             txn: None,
             txn_history: None,
         };

@@ -165,6 +165,33 @@ pub enum Visibility {
     LogEnd,
     /// Up to the broker's `replication-offset-checkpoint` high watermark.
     Checkpoint,
+    /// Up to the co-located broker's current high watermark, learned over the upstream
+    /// connection; the checkpoint bound while that is not known (never above a known-safe
+    /// offset: both are high watermarks the broker has reached).
+    Upstream,
+}
+
+impl Visibility {
+    pub fn name(self) -> &'static str {
+        match self {
+            Visibility::LogEnd => "log-end",
+            Visibility::Checkpoint => "checkpoint",
+            Visibility::Upstream => "upstream",
+        }
+    }
+}
+
+/// The high watermark consumers of `p` may read up to, by visibility mode.
+pub fn visible_high_watermark(p: &crate::log::Partition, visibility: Visibility) -> i64 {
+    let log_start = p.log_start_offset();
+    let log_end = p.log_end_offset();
+    // No checkpoint entry yet (a new partition): nothing is known to be committed.
+    let checkpoint = p.high_watermark_checkpoint.unwrap_or(log_start);
+    match visibility {
+        Visibility::LogEnd => log_end,
+        Visibility::Checkpoint => checkpoint.clamp(log_start, log_end),
+        Visibility::Upstream => checkpoint.max(p.upstream_high_watermark.unwrap_or(i64::MIN)).clamp(log_start, log_end),
+    }
 }
 
 /// What the handlers need to know about this server.
@@ -228,11 +255,7 @@ impl Context<'_> {
         let Some(p) = view.partitions.get_mut(tp) else { return Ok(None) };
         let log_end = p.log_end_offset();
         let log_start = p.log_start_offset();
-        let high_watermark = match visibility {
-            Visibility::LogEnd => log_end,
-            // No checkpoint entry yet (a new partition): nothing is known to be committed.
-            Visibility::Checkpoint => p.high_watermark_checkpoint.unwrap_or(log_start).clamp(log_start, log_end),
-        };
+        let high_watermark = visible_high_watermark(p, visibility);
         let open = p.first_open_txn_offset(&mut view.cache)?;
         let last_stable = open.map_or(high_watermark, |o| o.min(high_watermark)).max(log_start);
         Ok(Some(Bounds { log_start, log_end, high_watermark, last_stable, leader_epoch: p.leader_epoch() }))

@@ -37,6 +37,7 @@
 //! others after that many bytes, like the write budget).
 
 mod request_memory;
+pub mod upstream;
 
 use request_memory::Grant;
 pub use request_memory::{RequestMemory, BUFFERED_REQUEST_BYTES_MAX_DEFAULT, SMALL_REQUEST_BYTES};
@@ -57,7 +58,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::groups::{Groups, Waiter};
 use crate::log::tailer::Tailer;
 use crate::metrics::{self, HttpAsk, Metrics};
-use crate::protocol::{self, fetch, Context, Origin, Outcome, RequestMeta, ServeConfig, Visibility};
+use crate::protocol::{self, fetch, Context, Origin, Outcome, RequestMeta, ServeConfig};
 use crate::send::{Sent, WritePlan, WriteStatus};
 use crate::systemd::Notifier;
 
@@ -65,7 +66,8 @@ const LISTENER: Token = Token(0);
 const INOTIFY: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const METRICS_LISTENER: Token = Token(3);
-const FIRST_CONN: usize = 4;
+const UPSTREAM: Token = Token(4);
+const FIRST_CONN: usize = 8;
 /// Metrics connections use tokens from here up (client connections stay far below it).
 const FIRST_METRICS_CONN: usize = 1 << 40;
 /// How often STATUS= is sent to systemd.
@@ -185,7 +187,25 @@ pub struct Server {
     after_sync: Vec<usize>,
     /// The bound on request bytes held for all connections.
     memory: RequestMemory,
+    /// The connection to the co-located broker (`--upstream`).
+    upstream: Option<UpstreamLink>,
 }
+
+/// The loop's side of the upstream watcher: the socket and its buffers.
+struct UpstreamLink {
+    addr: SocketAddr,
+    watcher: upstream::Watcher,
+    stream: Option<TcpStream>,
+    out: Vec<u8>,
+    out_at: usize,
+    rbuf: Vec<u8>,
+    /// Whether the last transition was logged as down (log once per outage).
+    down_logged: bool,
+}
+
+/// Largest upstream response accepted (watch answers are small; a full-session answer names
+/// every partition).
+const UPSTREAM_FRAME_BYTES_MAX: usize = 64 << 20;
 
 /// How often idle connections are looked for.
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -248,6 +268,7 @@ impl Server {
             after_sync: Vec::new(),
             memory: RequestMemory::new(limits.buffered_request_bytes_max),
             limits,
+            upstream: None,
         })
     }
 
@@ -277,6 +298,20 @@ impl Server {
                 None
             }
         }
+    }
+
+    /// Follows the high watermarks of the broker at `addr` (see [`upstream`]).
+    pub fn set_upstream(&mut self, addr: SocketAddr) {
+        let cluster = Some(self.config.cluster_id.clone());
+        self.upstream = Some(UpstreamLink {
+            addr,
+            watcher: upstream::Watcher::new(cluster, Instant::now()),
+            stream: None,
+            out: Vec::new(),
+            out_at: 0,
+            rbuf: Vec::new(),
+            down_logged: false,
+        });
     }
 
     /// Sets the address Metadata tells clients to connect to.
@@ -328,6 +363,7 @@ impl Server {
                     INOTIFY => tailer_readable = true,
                     SIGNALS => self.on_signal(),
                     METRICS_LISTENER => self.accept_metrics(),
+                    UPSTREAM => {}
                     Token(t) if t >= FIRST_METRICS_CONN => self.drive_metrics(t - FIRST_METRICS_CONN),
                     Token(t) => self.drive(t - FIRST_CONN),
                 }
@@ -346,6 +382,7 @@ impl Server {
                 Ok(ev) => woke |= !ev.is_empty(),
                 Err(e) => log::warn!("following the log dirs: {e}"),
             }
+            woke |= self.drive_upstream(now);
             if woke {
                 self.wake_parked(now, false);
             }
@@ -399,6 +436,9 @@ impl Server {
         }
         if let Some(g) = self.groups.next_deadline() {
             next = next.min(g);
+        }
+        if let Some(u) = self.upstream.as_ref().and_then(|u| u.watcher.next_deadline()) {
+            next = next.min(u);
         }
         for &i in &self.parked {
             if let Some(Some(Conn { state: ConnState::Parked(p), .. })) = self.conns.get(i) {
@@ -671,6 +711,165 @@ impl Server {
         }
     }
 
+    /// Works the upstream connection: (re)connect when due, finish a connect, write the next
+    /// request, read answers. Every turn (it is cheap when idle), so no readiness edge is
+    /// missed. Returns true when a high watermark moved (parked fetches should look again).
+    fn drive_upstream(&mut self, now: Instant) -> bool {
+        let Some(u) = self.upstream.as_mut() else { return false };
+        let mut moved_any = false;
+        let mut failure: Option<String> = None;
+        if u.stream.is_none() && u.watcher.connect_due(now) {
+            match TcpStream::connect(u.addr) {
+                Ok(mut s) => {
+                    let _ = s.set_nodelay(true);
+                    match self.poll.registry().register(&mut s, UPSTREAM, Interest::READABLE | Interest::WRITABLE) {
+                        Ok(()) => {
+                            u.stream = Some(s);
+                            u.watcher.on_connecting();
+                        }
+                        Err(e) => failure = Some(format!("register: {e}")),
+                    }
+                }
+                Err(e) => failure = Some(format!("connect: {e}")),
+            }
+        }
+        if failure.is_none() {
+            if let Some(s) = u.stream.as_mut() {
+                if u.watcher.phase == upstream::Phase::Connecting {
+                    match s.take_error() {
+                        Ok(Some(e)) | Err(e) => failure = Some(format!("connect: {e}")),
+                        Ok(None) => {
+                            if s.peer_addr().is_ok() {
+                                u.watcher.on_connected();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if failure.is_none() && u.watcher.timed_out(now) {
+            failure = Some("no answer in time (slow or stuck broker)".into());
+        }
+        while failure.is_none() && u.stream.is_some() && u.watcher.phase != upstream::Phase::Connecting {
+            let Some(s) = u.stream.as_mut() else { break };
+            if u.out_at == u.out.len() {
+                let watched: Vec<upstream::Watched> = self
+                    .tailer
+                    .view
+                    .partitions
+                    .values()
+                    .map(|p| upstream::Watched {
+                        tp: p.tp.clone(),
+                        start: p.high_watermark_checkpoint.unwrap_or(p.log_start_offset()).max(p.log_start_offset()),
+                    })
+                    .collect();
+                match u.watcher.next_request(&watched, now) {
+                    Some(req) => {
+                        u.out = req;
+                        u.out_at = 0;
+                    }
+                    None => {
+                        u.out.clear();
+                        u.out_at = 0;
+                    }
+                }
+            }
+            let mut progressed = false;
+            while u.out_at < u.out.len() {
+                match io::Write::write(s, &u.out[u.out_at..]) {
+                    Ok(0) => {
+                        failure = Some("write returned 0".into());
+                        break;
+                    }
+                    Ok(n) => {
+                        u.out_at += n;
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failure = Some(format!("write: {e}"));
+                        break;
+                    }
+                }
+            }
+            let mut chunk = [0u8; 64 << 10];
+            loop {
+                if failure.is_some() {
+                    break;
+                }
+                match s.read(&mut chunk) {
+                    Ok(0) => failure = Some("closed by the broker".into()),
+                    Ok(n) => {
+                        u.rbuf.extend_from_slice(&chunk[..n]);
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => failure = Some(format!("read: {e}")),
+                }
+            }
+            while failure.is_none() {
+                match upstream::complete_frame(&u.rbuf, UPSTREAM_FRAME_BYTES_MAX) {
+                    Ok(Some(n)) => {
+                        let body = Bytes::copy_from_slice(&u.rbuf[4..n]);
+                        u.rbuf.drain(..n);
+                        self.metrics.upstream_responses.inc();
+                        match u.watcher.on_response(body, now) {
+                            Ok(moved) => {
+                                for tp in moved {
+                                    if let (Some(p), Some(m)) =
+                                        (self.tailer.view.partitions.get_mut(&tp), u.watcher.marks.get(&tp))
+                                    {
+                                        p.upstream_high_watermark = Some(m.high_watermark);
+                                        moved_any = true;
+                                    }
+                                }
+                                progressed = true;
+                            }
+                            Err(e) => failure = Some(e.to_string()),
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => failure = Some(e.to_string()),
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let live = u.watcher.live();
+        if live && u.down_logged {
+            log::info!("upstream {}: watching high watermarks again (visibility upstream)", u.addr);
+            u.down_logged = false;
+        }
+        if let Some(why) = failure {
+            let was_live = u.watcher.live();
+            if let Some(mut s) = u.stream.take() {
+                let _ = self.poll.registry().deregister(&mut s);
+            }
+            u.out.clear();
+            u.out_at = 0;
+            u.rbuf.clear();
+            u.watcher.on_disconnected(now);
+            self.metrics.upstream_reconnects.inc();
+            if let Some(refused) = &u.watcher.refused {
+                log::error!("upstream {}: {refused}; not using it (visibility stays at the checkpoint)", u.addr);
+            } else if !u.down_logged {
+                log::warn!(
+                    "upstream {}: {why}; serving up to the checkpointed high watermark until it is back (retrying)",
+                    u.addr
+                );
+                u.down_logged = true;
+            }
+            if was_live {
+                self.metrics.upstream_fallbacks.inc();
+            }
+        }
+        self.metrics.upstream_connected.set(i64::from(u.watcher.live()));
+        moved_any
+    }
+
     /// Brings the request memory's account of connection `i` up to its buffer's capacity.
     fn account(&mut self, i: usize) {
         let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
@@ -880,7 +1079,7 @@ impl Server {
     }
 
     fn drive_metrics(&mut self, i: usize) {
-        let high_watermark_mode = self.config.visibility == Visibility::Checkpoint;
+        let visibility = self.config.visibility;
         let done = loop {
             let Some(Some(c)) = self.metrics_conns.get_mut(i) else { return };
             if let Some((out, at)) = &mut c.out {
@@ -914,7 +1113,7 @@ impl Server {
                 HttpAsk::Metrics => metrics::http_response(
                     "200 OK",
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    &self.metrics.render(&self.tailer.view, high_watermark_mode),
+                    &self.metrics.render(&self.tailer.view, visibility),
                 ),
                 HttpAsk::Health => metrics::http_response("200 OK", "text/plain", "ok\n"),
                 HttpAsk::NotFound => {
