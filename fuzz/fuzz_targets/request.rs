@@ -36,6 +36,7 @@ fn config() -> ServeConfig {
         fetch_wait_ms_max: 0,
         response_bytes_max: 1 << 20,
         partitions_per_request_max: 1000,
+        groups_upstream: false,
     }
 }
 

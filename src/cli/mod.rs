@@ -84,6 +84,12 @@ pub struct ServeArgs {
     #[argh(option)]
     pub upstream: Option<String>,
 
+    /// whose consumer groups: upstream (the cluster's: the group APIs are relayed to the
+    /// --upstream broker, offsets in its __consumer_offsets; the default with --upstream) or
+    /// local (logferry coordinates them, offsets in --state-dir; the default without)
+    #[argh(option)]
+    pub groups: Option<String>,
+
     /// most connections open at once; more wait in the listen backlog (default 10000)
     #[argh(option, default = "10_000")]
     pub connections_max: usize,

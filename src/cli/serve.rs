@@ -200,6 +200,13 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             _ => return fail(format!("--upstream {u:?} is not a HOST:PORT that resolves")),
         },
     };
+    let groups_upstream = match (args.groups.as_deref(), upstream) {
+        (None, u) => u.is_some(),
+        (Some("local"), _) => false,
+        (Some("upstream"), Some(_)) => true,
+        (Some("upstream"), None) => return fail("--groups upstream needs --upstream HOST:PORT"),
+        (Some(other), _) => return fail(format!("--groups {other:?} must be local or upstream")),
+    };
     let visibility = match args.visibility.as_str() {
         "log-end" => Visibility::LogEnd,
         "checkpoint" => Visibility::Checkpoint,
@@ -282,6 +289,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         fetch_wait_ms_max: args.fetch_wait_ms_max,
         response_bytes_max: args.response_bytes_max,
         partitions_per_request_max: args.partitions_per_request_max,
+        groups_upstream,
     };
     let limits = Limits {
         connections_max: args.connections_max,
@@ -322,7 +330,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     };
     let dirs: Vec<String> = log_dirs.iter().map(|d| d.display().to_string()).collect();
     log::info!(
-        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}, state dir {}{metrics_note}",
+        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}, groups {}, state dir {}{metrics_note}",
         env!("CARGO_PKG_VERSION"),
         config.advertised_host,
         config.advertised_port,
@@ -331,6 +339,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         dirs.join(","),
         server.partition_count(),
         visibility.name(),
+        if groups_upstream { "upstream" } else { "local" },
         state_dir.display()
     );
     match server.run() {

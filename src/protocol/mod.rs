@@ -40,8 +40,8 @@ pub mod sync_group;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::messages::{ApiKey, BrokerId, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::groups::{Groups, Waiter};
 use crate::log::{LogView, TopicPartition};
@@ -209,6 +209,79 @@ pub struct ServeConfig {
     /// Partitions in one Fetch, ListOffsets or OffsetForLeaderEpoch request; a larger request
     /// closes the connection with a log line (Kafka has no request-level error for it).
     pub partitions_per_request_max: usize,
+    /// Consumer groups are the cluster's: the group APIs are relayed to the upstream broker.
+    pub groups_upstream: bool,
+}
+
+/// The APIs relayed to the upstream broker with `--groups upstream`: the cluster's group
+/// coordinator answers them, committed offsets live in its `__consumer_offsets`.
+pub const RELAYED_GROUP_APIS: [ApiKey; 9] = [
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+];
+
+/// The client's answer from the broker's answer to a relayed request (`body` excludes the size
+/// prefix). Passed through unchanged, except FindCoordinator: a coordinator that is the
+/// co-located broker (our node id) is given logferry's own address, the one logferry's
+/// Metadata shows for that id, so every client stack keeps one address per node id (see
+/// `docs/cluster-and-security.md` §5.4) and the group traffic comes back through logferry.
+/// Another broker as coordinator is answered COORDINATOR_NOT_AVAILABLE: no logferry of this
+/// process speaks for it (that is the fleet's job).
+pub fn relayed_response(meta: &RequestMeta, body: Bytes, config: &ServeConfig) -> Result<Bytes, String> {
+    if meta.api_key != ApiKey::FindCoordinator {
+        return Ok(body);
+    }
+    use kafka_protocol::messages::FindCoordinatorResponse;
+    let v = meta.api_version;
+    let mut b = body;
+    let header_version = meta.api_key.response_header_version(v);
+    let header =
+        ResponseHeader::decode(&mut b, header_version).map_err(|e| format!("relayed FindCoordinator header: {e}"))?;
+    let mut r = FindCoordinatorResponse::decode(&mut b, v).map_err(|e| format!("relayed FindCoordinator: {e}"))?;
+    let here = |node: i32| node == config.node_id;
+    let other = "the group's coordinator is another broker; this logferry relays only to its co-located broker";
+    let host = StrBytes::from_string(config.advertised_host.clone());
+    if v >= 4 {
+        for c in r.coordinators.iter_mut() {
+            if c.error_code != error_code::NONE {
+                continue;
+            }
+            if here(c.node_id.0) {
+                c.host = host.clone();
+                c.port = config.advertised_port;
+            } else {
+                c.error_code = error_code::COORDINATOR_NOT_AVAILABLE;
+                c.error_message = Some(StrBytes::from_static_str(other));
+                c.node_id = BrokerId(-1);
+                c.host = StrBytes::default();
+                c.port = -1;
+            }
+        }
+    } else if r.error_code == error_code::NONE {
+        if here(r.node_id.0) {
+            r.host = host;
+            r.port = config.advertised_port;
+        } else {
+            r.error_code = error_code::COORDINATOR_NOT_AVAILABLE;
+            if v >= 1 {
+                r.error_message = Some(StrBytes::from_static_str(other));
+            }
+            r.node_id = BrokerId(-1);
+            r.host = StrBytes::default();
+            r.port = -1;
+        }
+    }
+    let mut out = BytesMut::new();
+    header.encode(&mut out, header_version).map_err(|e| e.to_string())?;
+    r.encode(&mut out, v).map_err(|e| e.to_string())?;
+    Ok(out.freeze())
 }
 
 /// Offsets that bound what a consumer sees in a partition.
@@ -276,6 +349,9 @@ pub enum Outcome {
     /// A response that may only be written once the offsets store has synced this turn's
     /// commits (OffsetCommit, and OffsetFetch while commits are unsynced).
     RespondAfterSync(WritePlan),
+    /// Send this request frame (size prefix excluded) to the co-located broker unchanged and
+    /// answer with its response (`--groups upstream`; see [`relayed_response`]).
+    Relay(Bytes),
 }
 
 /// Encodes the coordinator's late answer to a JoinGroup or SyncGroup.
@@ -357,6 +433,7 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
         }
         return (None, Outcome::Close(format!("{api_key:?} v{version} is outside the supported range {lo}-{hi}")));
     }
+    let original = frame.clone();
     let mut buf = frame;
     let header_version = api_key.request_header_version(version);
     let header = match RequestHeader::decode(&mut buf, header_version) {
@@ -369,6 +446,9 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
         correlation_id: header.correlation_id,
         client_id: header.client_id.as_ref().map(|s| s.to_string()),
     };
+    if ctx.config.groups_upstream && RELAYED_GROUP_APIS.contains(&api_key) {
+        return (Some(meta), Outcome::Relay(original));
+    }
     let outcome = match api_key {
         ApiKey::ApiVersions => match decode_body(&mut buf, &meta) {
             Ok(req) => api_versions::handle(&meta, &req),
@@ -450,6 +530,71 @@ pub fn epoch_error(current_leader_epoch: i32, ours: i32) -> Option<i16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relayed_find_coordinator_points_at_logferry_for_the_colocated_broker() {
+        use kafka_protocol::messages::find_coordinator_response::Coordinator;
+        use kafka_protocol::messages::FindCoordinatorResponse;
+        let config = ServeConfig {
+            node_id: 1,
+            advertised_host: "ferry.local".into(),
+            advertised_port: 9192,
+            cluster_id: "c".into(),
+            visibility: Visibility::Upstream,
+            fetch_wait_ms_max: 0,
+            response_bytes_max: 1 << 20,
+            partitions_per_request_max: 10,
+            groups_upstream: true,
+        };
+        let broker_answer = |v: i16, r: &FindCoordinatorResponse| {
+            let mut b = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(42)
+                .encode(&mut b, ApiKey::FindCoordinator.response_header_version(v))
+                .unwrap();
+            r.encode(&mut b, v).unwrap();
+            b.freeze()
+        };
+        let decode = |v: i16, mut b: Bytes| {
+            let h = ResponseHeader::decode(&mut b, ApiKey::FindCoordinator.response_header_version(v)).unwrap();
+            assert_eq!(h.correlation_id, 42);
+            FindCoordinatorResponse::decode(&mut b, v).unwrap()
+        };
+        let meta =
+            |v| RequestMeta { api_key: ApiKey::FindCoordinator, api_version: v, correlation_id: 42, client_id: None };
+        // v4+: per key; the co-located node 1 gets logferry's address, node 2 is not ours.
+        let r = FindCoordinatorResponse::default().with_coordinators(vec![
+            Coordinator::default()
+                .with_key(StrBytes::from_static_str("g1"))
+                .with_node_id(BrokerId(1))
+                .with_host(StrBytes::from_static_str("broker"))
+                .with_port(9092),
+            Coordinator::default()
+                .with_key(StrBytes::from_static_str("g2"))
+                .with_node_id(BrokerId(2))
+                .with_host(StrBytes::from_static_str("other"))
+                .with_port(9092),
+        ]);
+        let out = decode(4, relayed_response(&meta(4), broker_answer(4, &r), &config).unwrap());
+        assert_eq!(
+            (out.coordinators[0].node_id.0, out.coordinators[0].host.as_str(), out.coordinators[0].port),
+            (1, "ferry.local", 9192)
+        );
+        assert_eq!(out.coordinators[1].error_code, error_code::COORDINATOR_NOT_AVAILABLE);
+        // v0–3: one coordinator.
+        for v in 0..4 {
+            let r = FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(1))
+                .with_host(StrBytes::from_static_str("broker"))
+                .with_port(9092);
+            let out = decode(v, relayed_response(&meta(v), broker_answer(v, &r), &config).unwrap());
+            assert_eq!((out.node_id.0, out.host.as_str(), out.port), (1, "ferry.local", 9192));
+        }
+        // Other APIs pass through byte for byte.
+        let body = Bytes::from_static(b"\0\0\0\x2aanything");
+        let join = RequestMeta { api_key: ApiKey::JoinGroup, api_version: 9, correlation_id: 42, client_id: None };
+        assert_eq!(relayed_response(&join, body.clone(), &config).unwrap(), body);
+    }
 
     #[test]
     fn frame_size_is_checked_before_buffering() {

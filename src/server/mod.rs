@@ -48,7 +48,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -70,6 +70,10 @@ const UPSTREAM: Token = Token(4);
 const FIRST_CONN: usize = 8;
 /// Metrics connections use tokens from here up (client connections stay far below it).
 const FIRST_METRICS_CONN: usize = 1 << 40;
+/// The relay connection of client slot `i` (`--groups upstream`) has token `FIRST_RELAY + i`.
+const FIRST_RELAY: usize = 1 << 39;
+/// Largest relayed response accepted from the broker.
+const RELAY_FRAME_BYTES_MAX: usize = 64 << 20;
 /// How often STATUS= is sent to systemd.
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -117,6 +121,19 @@ enum ConnState {
     },
     /// A response held until the offsets store has synced this turn's commits.
     AfterSync(WritePlan),
+    /// A group request relayed to the upstream broker, waiting for its answer.
+    Relaying(RequestMeta),
+}
+
+/// A client connection's own connection to the upstream broker, for its relayed group
+/// requests (one request in flight, like the client's): a JoinGroup that waits for a rebalance
+/// holds only this connection, never the high-watermark watch or another client's requests.
+struct Relay {
+    stream: TcpStream,
+    connected: bool,
+    out: Vec<u8>,
+    out_at: usize,
+    rbuf: Vec<u8>,
 }
 
 struct Conn {
@@ -132,6 +149,7 @@ struct Conn {
     request_at: Instant,
     ready_at: Instant,
     fetch_in_flight: bool,
+    relay: Option<Relay>,
 }
 
 /// A connection to the metrics endpoint: read one request, write one response, close.
@@ -365,6 +383,7 @@ impl Server {
                     METRICS_LISTENER => self.accept_metrics(),
                     UPSTREAM => {}
                     Token(t) if t >= FIRST_METRICS_CONN => self.drive_metrics(t - FIRST_METRICS_CONN),
+                    Token(t) if t >= FIRST_RELAY => self.drive_relay(t - FIRST_RELAY),
                     Token(t) => self.drive(t - FIRST_CONN),
                 }
             }
@@ -514,6 +533,7 @@ impl Server {
                         request_at: Instant::now(),
                         ready_at: Instant::now(),
                         fetch_in_flight: false,
+                        relay: None,
                     });
                     self.open += 1;
                     self.counters.connections_accepted += 1;
@@ -551,6 +571,9 @@ impl Server {
                     conn_log!(debug, c, token, "closing: {why}");
                 }
                 let _ = self.poll.registry().deregister(&mut c.stream);
+                if let Some(mut r) = c.relay.take() {
+                    let _ = self.poll.registry().deregister(&mut r.stream);
+                }
                 self.counters.connections_closed += 1;
                 self.open -= 1;
                 self.memory.forget(i);
@@ -574,7 +597,10 @@ impl Server {
         loop {
             let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
             match &mut c.state {
-                ConnState::Parked(_) | ConnState::GroupWait { .. } | ConnState::AfterSync(_) => return,
+                ConnState::Parked(_)
+                | ConnState::GroupWait { .. }
+                | ConnState::AfterSync(_)
+                | ConnState::Relaying(_) => return,
                 ConnState::Writing(plan) => {
                     let before = plan.remaining();
                     let mut sent = Sent::default();
@@ -964,6 +990,120 @@ impl Server {
                 c.state = ConnState::AfterSync(plan);
                 self.after_sync.push(i);
             }
+            Outcome::Relay(frame) => match meta {
+                Some(meta) => self.start_relay(i, meta, frame),
+                None => self.close(i, "internal: a relay without a request".into(), true),
+            },
+        }
+    }
+
+    /// Sends a client's group request to the upstream broker on that client's relay
+    /// connection (opened on first use).
+    fn start_relay(&mut self, i: usize, meta: RequestMeta, frame: Bytes) {
+        let Some(addr) = self.upstream.as_ref().map(|u| u.addr) else {
+            self.close(i, "internal: --groups upstream without an upstream".into(), true);
+            return;
+        };
+        let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        if c.relay.is_none() {
+            match TcpStream::connect(addr) {
+                Ok(mut stream) => {
+                    let _ = stream.set_nodelay(true);
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(FIRST_RELAY + i),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        self.close(i, format!("upstream relay: register: {e}"), true);
+                        return;
+                    }
+                    c.relay = Some(Relay { stream, connected: false, out: Vec::new(), out_at: 0, rbuf: Vec::new() });
+                }
+                Err(e) => {
+                    self.close(i, format!("upstream relay to {addr}: {e}"), true);
+                    return;
+                }
+            }
+        }
+        if let Some(r) = c.relay.as_mut() {
+            r.out.clear();
+            r.out.extend_from_slice(&(frame.len() as i32).to_be_bytes());
+            r.out.extend_from_slice(&frame);
+            r.out_at = 0;
+        }
+        c.state = ConnState::Relaying(meta);
+        self.drive_relay(i);
+    }
+
+    /// Moves a relayed request and its answer between the broker and the client.
+    fn drive_relay(&mut self, i: usize) {
+        let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        let Some(r) = c.relay.as_mut() else { return };
+        let mut failure = None;
+        if !r.connected {
+            match r.stream.take_error() {
+                Ok(Some(e)) | Err(e) => failure = Some(format!("connect: {e}")),
+                Ok(None) => r.connected = r.stream.peer_addr().is_ok(),
+            }
+        }
+        if r.connected && failure.is_none() {
+            while r.out_at < r.out.len() {
+                match io::Write::write(&mut r.stream, &r.out[r.out_at..]) {
+                    Ok(0) => {
+                        failure = Some("write returned 0".to_string());
+                        break;
+                    }
+                    Ok(n) => r.out_at += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failure = Some(format!("write: {e}"));
+                        break;
+                    }
+                }
+            }
+            let mut chunk = [0u8; 64 << 10];
+            while failure.is_none() {
+                match r.stream.read(&mut chunk) {
+                    Ok(0) => failure = Some("closed by the broker".to_string()),
+                    Ok(n) => r.rbuf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => failure = Some(format!("read: {e}")),
+                }
+            }
+        }
+        if failure.is_none() {
+            match upstream::complete_frame(&r.rbuf, RELAY_FRAME_BYTES_MAX) {
+                Ok(Some(n)) => {
+                    let body = Bytes::copy_from_slice(&r.rbuf[4..n]);
+                    r.rbuf.drain(..n);
+                    match std::mem::replace(&mut c.state, ConnState::Reading) {
+                        ConnState::Relaying(meta) => match protocol::relayed_response(&meta, body, &self.config) {
+                            Ok(body) => {
+                                let mut framed = BytesMut::with_capacity(body.len() + 4);
+                                framed.put_i32(body.len() as i32);
+                                framed.put_slice(&body);
+                                let mut plan = WritePlan::new();
+                                plan.push_mem(framed.freeze());
+                                c.state = ConnState::Writing(plan);
+                                c.last_progress = Instant::now();
+                                self.ready.push_back(i);
+                            }
+                            Err(e) => failure = Some(e),
+                        },
+                        other => {
+                            c.state = other;
+                            failure = Some("an answer with no relayed request in flight".into());
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
+        if let Some(why) = failure {
+            self.close(i, format!("upstream relay: {why}"), true);
         }
     }
 
@@ -1136,7 +1276,7 @@ impl Server {
         let idle = Duration::from_millis(self.limits.idle_timeout_ms);
         for i in 0..self.conns.len() {
             let Some(c) = self.conns[i].as_ref() else { continue };
-            if matches!(c.state, ConnState::Parked(_) | ConnState::GroupWait { .. }) {
+            if matches!(c.state, ConnState::Parked(_) | ConnState::GroupWait { .. } | ConnState::Relaying(_)) {
                 continue;
             }
             if now.duration_since(c.last_progress) >= idle {

@@ -38,13 +38,13 @@ def segment_bases(log_dir, topic):
     return out
 
 
-def wait_for(pred, timeout_s, what):
+def wait_for(pred, timeout_s, what, detail=lambda: ""):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if pred():
             return
         time.sleep(0.25)
-    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}\n{detail()}")
 
 
 class Kafka:

@@ -80,6 +80,118 @@ def test_same_records_as_the_broker(cluster, ferry, same_topic, client):
     assert clients.consume(client, ferry.bootstrap, "up-same") == clients.consume(client, cluster.bootstrap, "up-same")
 
 
+def describe(bootstrap, group):
+    """The group's description, or None while its coordinator is not available yet (a new
+    cluster creates __consumer_offsets on the first lookup)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        return a.describe_groups([group])[group]
+    except KafkaError:
+        return None
+    finally:
+        a.close()
+
+
+def assigned_partitions(member):
+    """How many partitions a described member is assigned (its decoded consumer assignment)."""
+    def count(x):
+        if isinstance(x, dict):
+            return sum(len(v) if k == "partitions" and isinstance(v, list) else count(v) for k, v in x.items())
+        if isinstance(x, (list, tuple)):
+            return sum(count(v) for v in x)
+        return 0
+    return count(member.get("member_assignment"))
+
+
+def stable_with(bootstrap, group, n, partitions):
+    """The group is Stable with `n` members that share all `partitions`, each some of them (a
+    kafka-python leader that joined before its metadata arrived assigns nothing at first, then
+    rebalances)."""
+    d = describe(bootstrap, group)
+    if d is None or d["group_state"] != "Stable" or len(d["members"]) != n:
+        return False
+    counts = [assigned_partitions(m) for m in d["members"]]
+    return all(c > 0 for c in counts) and sum(counts) == partitions
+
+
+def committed(bootstrap, group, topic):
+    from kafka import KafkaAdminClient
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        got = a.list_group_offsets(group)
+        offs = got[group] if group in got else got
+        return {tp.partition: om.offset for tp, om in offs.items() if tp.topic == topic}
+    finally:
+        a.close()
+
+
+def seen(members):
+    """Every record the members printed, in the broker-independent (partition, offset) form."""
+    out = set()
+    for m in members:
+        for line in m.lines():
+            _, partition, offset, _ = line.split(" ", 3)
+            out.add((int(partition), int(offset)))
+    return out
+
+
+@pytest.mark.parametrize("on_broker,through_ferry", [
+    ("java", ["franz-go", "kcat"]),
+    ("kafka-python", ["kafka-python"]),
+])
+def test_one_group_across_the_broker_and_logferry(cluster, ferry, tmp_path, on_broker, through_ferry):
+    """One member on the broker, the others through logferry: the cluster's coordinator runs one
+    generation of all of them, they split the partitions, their commits are the cluster's, and a
+    member that moves from the broker to logferry resumes at the committed offsets."""
+    topic, group = f"up-grouped-{on_broker}", f"up-group-{on_broker}"
+    clients.produce(cluster.bootstrap, "grouped", topic, 12, seed=21)  # creates it
+    members = [clients.GroupMember(on_broker, cluster.bootstrap, topic, group, str(tmp_path / "broker.out"))]
+    members += [clients.GroupMember(c, ferry.bootstrap, topic, group, str(tmp_path / f"{i}-{c}.out"))
+                for i, c in enumerate(through_ferry)]
+    try:
+        def detail():
+            return "\n".join(f"--- {m.client} alive={m.alive()}\n{m.stderr_tail()}" for m in members) + \
+                "\n--- logferry warnings\n" + "\n".join(ferry.warnings()[-20:])
+
+        wait_for(lambda: stable_with(cluster.bootstrap, group, len(members), 6), 120,
+                 "one stable generation of every member (on the broker)")
+        # The same group, seen through logferry (relayed): the very same members.
+        assert len(describe(ferry.bootstrap, group)["members"]) == len(members)
+        first = clients.end_offsets(cluster.bootstrap, topic)
+        clients.produce(cluster.bootstrap, "grouped", topic, 300, seed=22)
+        ends = clients.end_offsets(cluster.bootstrap, topic)
+        everything = {(p, o) for p, end in ends.items() for o in range(end)}
+        wait_for(lambda: seen(members) >= everything, 120, "every record consumed by the group", detail)
+        # In the stable generation the partitions are split: of the records produced after it
+        # formed, every member consumed some, from partitions no other member read.
+        owners = {}
+        for m in members:
+            got = {p for (p, o) in seen([m]) if o >= first.get(p, 0)}
+            assert got, (m.client, detail())
+            for p in got:
+                assert owners.setdefault(p, m.client) == m.client, (p, owners[p], m.client)
+    finally:
+        for m in members:
+            m.stop()
+    # Commits made through logferry are the cluster's: the broker reports them.
+    wait_for(lambda: committed(cluster.bootstrap, group, topic) == ends, 30, "the group's offsets at the end on the broker")
+    # The broker-side member moves to logferry: it resumes at the committed offsets.
+    more, _ = clients.produce(cluster.bootstrap, "grouped", topic, 30, seed=23)
+    same_end_offsets(cluster, ferry, topic, 20)
+    moved = clients.GroupMember(on_broker, ferry.bootstrap, topic, group, str(tmp_path / "moved.out"))
+    try:
+        new = {(int(l.split()[1]), int(l.split()[2])) for l in more}
+        wait_for(lambda: stable_with(cluster.bootstrap, group, 1, 6), 120, "the moved member to own every partition",
+                 lambda: moved.stderr_tail() + "\n--- logferry warnings\n" + "\n".join(ferry.warnings()[-20:]))
+        wait_for(lambda: seen([moved]) >= new, 120, "the moved member to read the new records",
+                 lambda: moved.stderr_tail() + "\n--- logferry warnings\n" + "\n".join(ferry.warnings()[-20:]))
+        assert seen([moved]) == new, "it resumed at the committed offsets, not from the beginning"
+    finally:
+        moved.stop()
+
+
 def test_broker_stopped_and_restarted_under_logferry(cluster, ferry):
     clients.produce(cluster.bootstrap, "plain", "up-restart", 50, seed=5)
     same_end_offsets(cluster, ferry, "up-restart", 20)

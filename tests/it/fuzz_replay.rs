@@ -35,6 +35,7 @@ fn request_corpus_and_regressions() {
         fetch_wait_ms_max: 0,
         response_bytes_max: 1 << 20,
         partitions_per_request_max: 1000,
+        groups_upstream: false,
     };
     let state = tempfile::tempdir().unwrap();
     let mut groups =
