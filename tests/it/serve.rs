@@ -693,3 +693,34 @@ fn fenced_epoch_corrupt_batch_and_unknown_session() {
     assert_eq!(r.error_code, 70);
     assert!(r.responses.is_empty());
 }
+
+#[test]
+fn a_stuck_or_garbage_upstream_never_blocks_serving() {
+    use std::net::TcpListener;
+    // One upstream accepts and never answers (a stuck broker), another answers garbage.
+    for garbage in [false, true] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in l.incoming() {
+                let Ok(mut s) = s else { break };
+                if garbage {
+                    let _ = s.write_all(&[0x7f, 0xff, 0xff, 0xff, 1, 2, 3]);
+                }
+                held.push(s);
+            }
+        });
+        let s = serve(&["--upstream", &upstream]);
+        let mut c = Client::connect(s.addr);
+        let id = topic_id_of(&mut c, "plain");
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = c.call(12, &fetch_req("plain", id, 0, 0, 0));
+            assert_eq!(r.responses[0].partitions[0].error_code, 0);
+            assert!(r.responses[0].partitions[0].records.as_ref().is_some_and(|b| !b.is_empty()));
+            assert!(t.elapsed() < Duration::from_secs(2), "served at once (garbage {garbage})");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
