@@ -800,41 +800,13 @@ impl Server {
                     }
                 }
             }
-            let mut progressed = false;
-            while u.out_at < u.out.len() {
-                match io::Write::write(s, &u.out[u.out_at..]) {
-                    Ok(0) => {
-                        failure = Some("write returned 0".into());
-                        break;
-                    }
-                    Ok(n) => {
-                        u.out_at += n;
-                        progressed = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        failure = Some(format!("write: {e}"));
-                        break;
-                    }
+            let mut progressed = match pump(s, &u.out, &mut u.out_at, &mut u.rbuf) {
+                Ok(p) => p,
+                Err(e) => {
+                    failure = Some(e);
+                    false
                 }
-            }
-            let mut chunk = [0u8; 64 << 10];
-            loop {
-                if failure.is_some() {
-                    break;
-                }
-                match s.read(&mut chunk) {
-                    Ok(0) => failure = Some("closed by the broker".into()),
-                    Ok(n) => {
-                        u.rbuf.extend_from_slice(&chunk[..n]);
-                        progressed = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => failure = Some(format!("read: {e}")),
-                }
-            }
+            };
             while failure.is_none() {
                 match upstream::complete_frame(&u.rbuf, UPSTREAM_FRAME_BYTES_MAX) {
                     Ok(Some(n)) => {
@@ -1047,30 +1019,8 @@ impl Server {
             }
         }
         if r.connected && failure.is_none() {
-            while r.out_at < r.out.len() {
-                match io::Write::write(&mut r.stream, &r.out[r.out_at..]) {
-                    Ok(0) => {
-                        failure = Some("write returned 0".to_string());
-                        break;
-                    }
-                    Ok(n) => r.out_at += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        failure = Some(format!("write: {e}"));
-                        break;
-                    }
-                }
-            }
-            let mut chunk = [0u8; 64 << 10];
-            while failure.is_none() {
-                match r.stream.read(&mut chunk) {
-                    Ok(0) => failure = Some("closed by the broker".to_string()),
-                    Ok(n) => r.rbuf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => failure = Some(format!("read: {e}")),
-                }
+            if let Err(e) = pump(&mut r.stream, &r.out, &mut r.out_at, &mut r.rbuf) {
+                failure = Some(e);
             }
         }
         if failure.is_none() {
@@ -1282,6 +1232,38 @@ impl Server {
             if now.duration_since(c.last_progress) >= idle {
                 self.close(i, format!("idle for {} ms", self.limits.idle_timeout_ms), false);
             }
+        }
+    }
+}
+
+/// One round on a client connection to the broker: writes what it can of `out[*out_at..]`, then
+/// reads all that is there into `rbuf`. True when any byte moved; Err says why the connection
+/// is no longer usable.
+fn pump(stream: &mut TcpStream, out: &[u8], out_at: &mut usize, rbuf: &mut Vec<u8>) -> Result<bool, String> {
+    let mut progressed = false;
+    while *out_at < out.len() {
+        match io::Write::write(stream, &out[*out_at..]) {
+            Ok(0) => return Err("write returned 0".into()),
+            Ok(n) => {
+                *out_at += n;
+                progressed = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("write: {e}")),
+        }
+    }
+    let mut chunk = [0u8; 64 << 10];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err("closed by the broker".into()),
+            Ok(n) => {
+                rbuf.extend_from_slice(&chunk[..n]);
+                progressed = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
         }
     }
 }
