@@ -7,6 +7,13 @@
 //! UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID when asked by id) and nothing is ever created,
 //! whatever `allow_auto_topic_creation` says. Partitions that appear in the log dir appear here on
 //! the next request, without a restart.
+//!
+//! A broker's log dir usually holds a gappy set of a topic's partitions (replication factor
+//! below the broker count: broker 1 holds `spread` 0, 2, 3 and 4). Every partition index up to
+//! the highest one here is listed; those without a local replica are answered with
+//! LEADER_NOT_AVAILABLE and no leader. Listing only the local ones would number them {0, 2, 3, 4}
+//! with a count of 4, and librdkafka then ignores partition 4 ("partition_cnt 4: ignoring leader
+//! update") and never reads it.
 
 use std::collections::BTreeMap;
 
@@ -71,7 +78,20 @@ pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) 
             );
             continue;
         };
+        let highest = parts.iter().copied().max().unwrap_or(-1);
         let mut partitions = Vec::with_capacity(parts.len());
+        for missing in (0..=highest).filter(|p| !parts.contains(p)) {
+            partitions.push(
+                MetadataResponsePartition::default()
+                    .with_error_code(error_code::LEADER_NOT_AVAILABLE)
+                    .with_partition_index(missing)
+                    .with_leader_id(BrokerId(-1))
+                    .with_leader_epoch(-1)
+                    .with_replica_nodes(Vec::new())
+                    .with_isr_nodes(Vec::new())
+                    .with_offline_replicas(Vec::new()),
+            );
+        }
         for &partition in parts {
             let epoch = ctx
                 .view
@@ -94,7 +114,10 @@ pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) 
                 .with_name(Some(TopicName(StrBytes::from_string(topic.clone()))))
                 .with_topic_id(if version >= 10 { topic_uuid(tid) } else { uuid::Uuid::nil() })
                 .with_is_internal(is_internal(topic))
-                .with_partitions(partitions),
+                .with_partitions({
+                    partitions.sort_by_key(|p| p.partition_index);
+                    partitions
+                }),
         );
     }
     let resp = MetadataResponse::default()

@@ -724,3 +724,29 @@ fn a_stuck_or_garbage_upstream_never_blocks_serving() {
         }
     }
 }
+
+#[test]
+fn a_gappy_partition_set_lists_every_index_up_to_the_highest() {
+    // The log dir holds plain-0 and plain-2 only (plain-1 lives on another broker).
+    let s = serve_with(&[], &[], |logdir| std::fs::remove_dir_all(logdir.join("plain-1")).unwrap());
+    let mut c = Client::connect(s.addr);
+    for v in [1, 9, 12, 13] {
+        let r = c.call(v, &MetadataRequest::default().with_topics(None));
+        let plain = r.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("plain")).unwrap();
+        let got: Vec<(i32, i16, i32)> =
+            plain.partitions.iter().map(|p| (p.partition_index, p.error_code, p.leader_id.0)).collect();
+        assert_eq!(got, vec![(0, 0, 1), (1, 5, -1), (2, 0, 1)], "v{v}");
+    }
+    // librdkafka reads the highest partition (with a count of 2 it would ignore partition 2).
+    let out = Command::new("kcat")
+        .args(["-b", &s.addr.to_string(), "-C", "-t", "plain", "-p", "2", "-o", "beginning", "-e", "-q", "-f", "%o\n"])
+        .output()
+        .expect("kcat is installed by tests/harness/install.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fixture =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/expected/plain.txt"))
+            .unwrap();
+    let want = fixture.lines().filter(|l| l.contains(" plain 2 ")).count();
+    assert!(want > 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), want);
+}
