@@ -37,6 +37,7 @@ fn config() -> ServeConfig {
         response_bytes_max: 1 << 20,
         partitions_per_request_max: 1000,
         groups_upstream: false,
+        upstream_api_ranges: Vec::new(),
     }
 }
 

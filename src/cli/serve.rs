@@ -290,6 +290,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         response_bytes_max: args.response_bytes_max,
         partitions_per_request_max: args.partitions_per_request_max,
         groups_upstream,
+        upstream_api_ranges: Vec::new(),
     };
     let limits = Limits {
         connections_max: args.connections_max,

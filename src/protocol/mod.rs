@@ -212,6 +212,26 @@ pub struct ServeConfig {
     pub partitions_per_request_max: usize,
     /// Consumer groups are the cluster's: the group APIs are relayed to the upstream broker.
     pub groups_upstream: bool,
+    /// The upstream broker's (api key, min, max) versions, once its ApiVersions answered;
+    /// relayed APIs are advertised and accepted only in the versions both sides speak.
+    pub upstream_api_ranges: Vec<(i16, i16, i16)>,
+}
+
+/// The versions of `key` this server accepts and advertises: its own, narrowed for a relayed
+/// group API to what the upstream broker supports (when known). `None`: not served.
+pub fn advertised_range(config: &ServeConfig, key: ApiKey) -> Option<(i16, i16)> {
+    let (lo, hi) = supported_range(key)?;
+    if !(config.groups_upstream && RELAYED_GROUP_APIS.contains(&key)) {
+        return Some((lo, hi));
+    }
+    match config.upstream_api_ranges.iter().find(|(k, _, _)| *k == key as i16) {
+        Some(&(_, ulo, uhi)) => {
+            let (lo, hi) = (lo.max(ulo), hi.min(uhi));
+            (lo <= hi).then_some((lo, hi))
+        }
+        None if config.upstream_api_ranges.is_empty() => Some((lo, hi)),
+        None => None,
+    }
 }
 
 /// The APIs relayed to the upstream broker with `--groups upstream`: the cluster's group
@@ -419,7 +439,7 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
     let Ok(api_key) = ApiKey::try_from(raw_key) else {
         return (None, Outcome::Close(format!("unknown API key {raw_key}")));
     };
-    let Some((lo, hi)) = supported_range(api_key) else {
+    let Some((lo, hi)) = advertised_range(ctx.config, api_key) else {
         let what = if WRITE_APIS.contains(&api_key) {
             format!("{api_key:?} refused: logferry is a read-only replica; send writes to the broker")
         } else {
@@ -430,7 +450,7 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
     if version < lo || version > hi {
         if api_key == ApiKey::ApiVersions {
             let meta = RequestMeta { api_key, api_version: 0, correlation_id, client_id: None };
-            return (Some(meta.clone()), api_versions::unsupported_version(&meta));
+            return (Some(meta.clone()), api_versions::unsupported_version(&meta, ctx.config));
         }
         return (None, Outcome::Close(format!("{api_key:?} v{version} is outside the supported range {lo}-{hi}")));
     }
@@ -452,7 +472,7 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
     }
     let outcome = match api_key {
         ApiKey::ApiVersions => match decode_body(&mut buf, &meta) {
-            Ok(req) => api_versions::handle(&meta, &req),
+            Ok(req) => api_versions::handle(&meta, &req, ctx.config),
             Err(e) => Outcome::Close(e),
         },
         ApiKey::Metadata => match decode_body(&mut buf, &meta) {
@@ -546,7 +566,13 @@ mod tests {
             response_bytes_max: 1 << 20,
             partitions_per_request_max: 10,
             groups_upstream: true,
+            upstream_api_ranges: vec![(ApiKey::JoinGroup as i16, 2, 9), (ApiKey::OffsetCommit as i16, 10, 12)],
         };
+        // Relayed APIs in the versions both sides speak; an API the broker lacks is not offered.
+        assert_eq!(advertised_range(&config, ApiKey::JoinGroup), Some((2, 9)));
+        assert_eq!(advertised_range(&config, ApiKey::OffsetCommit), None, "no common version");
+        assert_eq!(advertised_range(&config, ApiKey::Heartbeat), None, "not offered by this broker");
+        assert_eq!(advertised_range(&config, ApiKey::Fetch), supported_range(ApiKey::Fetch), "served here");
         let broker_answer = |v: i16, r: &FindCoordinatorResponse| {
             let mut b = BytesMut::new();
             ResponseHeader::default()

@@ -219,6 +219,8 @@ struct UpstreamLink {
     rbuf: Vec<u8>,
     /// Whether the last transition was logged as down (log once per outage).
     down_logged: bool,
+    /// The watcher's `api_ranges_epoch` last copied into the config.
+    api_ranges_epoch: u64,
 }
 
 /// Largest upstream response accepted (watch answers are small; a full-session answer names
@@ -329,6 +331,7 @@ impl Server {
             out_at: 0,
             rbuf: Vec::new(),
             down_logged: false,
+            api_ranges_epoch: 0,
         });
     }
 
@@ -835,6 +838,13 @@ impl Server {
             if !progressed {
                 break;
             }
+        }
+        if u.api_ranges_epoch != u.watcher.api_ranges_epoch {
+            u.api_ranges_epoch = u.watcher.api_ranges_epoch;
+            let mut ranges: Vec<(i16, i16, i16)> =
+                u.watcher.api_ranges.iter().map(|(&k, &(lo, hi))| (k, lo, hi)).collect();
+            ranges.sort_unstable();
+            self.config.upstream_api_ranges = ranges;
         }
         let live = u.watcher.live();
         if live && u.down_logged {

@@ -108,6 +108,8 @@ pub struct Watcher {
     pub marks: HashMap<TopicPartition, Mark>,
     /// The broker's version range per API key, from ApiVersions.
     pub api_ranges: HashMap<i16, (i16, i16)>,
+    /// Bumped whenever `api_ranges` is learned again (each connection's handshake).
+    pub api_ranges_epoch: u64,
     /// Set once: a broker of another cluster is never used.
     pub refused: Option<UpstreamError>,
     pub reconnects: u64,
@@ -156,6 +158,7 @@ impl Watcher {
             benched: HashMap::new(),
             marks: HashMap::new(),
             api_ranges: HashMap::new(),
+            api_ranges_epoch: 0,
             refused: None,
             reconnects: 0,
             responses: 0,
@@ -339,6 +342,7 @@ impl Watcher {
                     return Err(UpstreamError::Broker(r.error_code));
                 }
                 self.api_ranges = r.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
+                self.api_ranges_epoch += 1;
                 self.phase = Phase::Metadata;
                 Ok(Vec::new())
             }

@@ -36,6 +36,7 @@ fn request_corpus_and_regressions() {
         response_bytes_max: 1 << 20,
         partitions_per_request_max: 1000,
         groups_upstream: false,
+        upstream_api_ranges: Vec::new(),
     };
     let state = tempfile::tempdir().unwrap();
     let mut groups =
