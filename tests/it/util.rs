@@ -28,6 +28,11 @@ pub fn batch(base_offset: i64, count: i32, timestamp: i64, payload_len: usize, f
         varint(body.len() as i64, &mut records);
         records.extend(body);
     }
+    frame(base_offset, count, timestamp, &records)
+}
+
+/// The 61-byte magic 2 header (no producer, attributes 0) around `records`, with its CRC.
+fn frame(base_offset: i64, count: i32, timestamp: i64, records: &[u8]) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(&base_offset.to_be_bytes());
     b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
@@ -85,23 +90,7 @@ pub fn marker(base_offset: i64, producer_id: i64, commit: bool) -> Vec<u8> {
     let mut records = Vec::new();
     varint(body.len() as i64, &mut records);
     records.extend(body);
-    let ts = 1_700_000_000_000 + base_offset;
-    let mut b = Vec::new();
-    b.extend_from_slice(&base_offset.to_be_bytes());
-    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.push(2);
-    b.extend_from_slice(&[0; 4]);
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.extend_from_slice(&ts.to_be_bytes());
-    b.extend_from_slice(&ts.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&1i32.to_be_bytes());
-    b.extend(records);
-    make_transactional(b, producer_id, true)
+    make_transactional(frame(base_offset, 1, 1_700_000_000_000 + base_offset, &records), producer_id, true)
 }
 
 /// A `<offset>.snapshot` file (version 1) listing `open` producers as (id, first offset of the
