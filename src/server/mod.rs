@@ -221,6 +221,9 @@ struct UpstreamLink {
     down_logged: bool,
     /// The watcher's `api_ranges_epoch` last copied into the config.
     api_ranges_epoch: u64,
+    /// The socket reported readiness since the last pump (edge-triggered: no syscall is made
+    /// on a turn without it, unless a new request was queued).
+    readiness: bool,
 }
 
 /// Largest upstream response accepted (watch answers are small; a full-session answer names
@@ -332,6 +335,7 @@ impl Server {
             rbuf: Vec::new(),
             down_logged: false,
             api_ranges_epoch: 0,
+            readiness: false,
         });
     }
 
@@ -384,7 +388,11 @@ impl Server {
                     INOTIFY => tailer_readable = true,
                     SIGNALS => self.on_signal(),
                     METRICS_LISTENER => self.accept_metrics(),
-                    UPSTREAM => {}
+                    UPSTREAM => {
+                        if let Some(u) = self.upstream.as_mut() {
+                            u.readiness = true;
+                        }
+                    }
                     Token(t) if t >= FIRST_METRICS_CONN => self.drive_metrics(t - FIRST_METRICS_CONN),
                     Token(t) if t >= FIRST_RELAY => self.drive_relay(t - FIRST_RELAY),
                     Token(t) => self.drive(t - FIRST_CONN),
@@ -779,29 +787,35 @@ impl Server {
         if failure.is_none() && u.watcher.timed_out(now) {
             failure = Some("no answer in time (slow or stuck broker)".into());
         }
+        let mut io_due = std::mem::take(&mut u.readiness);
         while failure.is_none() && u.stream.is_some() && u.watcher.phase != upstream::Phase::Connecting {
             let Some(s) = u.stream.as_mut() else { break };
-            if u.out_at == u.out.len() {
-                let watched: Vec<upstream::Watched> = self
-                    .tailer
-                    .view
-                    .partitions
-                    .values()
-                    .map(|p| upstream::Watched {
-                        tp: p.tp.clone(),
-                        start: p.high_watermark_checkpoint.unwrap_or(p.log_start_offset()).max(p.log_start_offset()),
-                    })
-                    .collect();
-                match u.watcher.next_request(&watched, now) {
-                    Some(req) => {
-                        u.out = req;
-                        u.out_at = 0;
-                    }
-                    None => {
-                        u.out.clear();
-                        u.out_at = 0;
-                    }
+            if u.out_at == u.out.len() && u.watcher.request_due() {
+                // The partition list is built only when a watch Fetch is actually sent.
+                let watched: Vec<upstream::Watched> = if u.watcher.phase == upstream::Phase::Watching {
+                    self.tailer
+                        .view
+                        .partitions
+                        .values()
+                        .map(|p| upstream::Watched {
+                            tp: p.tp.clone(),
+                            start: p
+                                .high_watermark_checkpoint
+                                .unwrap_or(p.log_start_offset())
+                                .max(p.log_start_offset()),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if let Some(req) = u.watcher.next_request(&watched, now) {
+                    u.out = req;
+                    u.out_at = 0;
+                    io_due = true;
                 }
+            }
+            if !io_due {
+                break;
             }
             let mut progressed = match pump(s, &u.out, &mut u.out_at, &mut u.rbuf) {
                 Ok(p) => p,

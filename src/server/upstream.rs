@@ -137,11 +137,17 @@ fn frame<R: Request + Encodable>(req: &R, version: i16, correlation: i32) -> Vec
     out
 }
 
-/// Splits a response frame (without its size prefix) into correlation id and body.
-fn decode_header<Resp: HeaderVersion>(mut body: Bytes, version: i16) -> Result<(i32, Bytes), UpstreamError> {
+/// Decodes a response frame (without its size prefix) to the request `corr` asked.
+fn decode<Resp: HeaderVersion + Decodable>(
+    mut body: Bytes,
+    version: i16,
+    corr: i32,
+    what: &str,
+) -> Result<Resp, UpstreamError> {
     let h = ResponseHeader::decode(&mut body, Resp::header_version(version))
-        .map_err(|e| UpstreamError::Protocol(format!("response header: {e}")))?;
-    Ok((h.correlation_id, body))
+        .map_err(|e| UpstreamError::Protocol(format!("{what} response header: {e}")))?;
+    check_corr(h.correlation_id, corr)?;
+    Resp::decode(&mut body, version).map_err(|e| UpstreamError::Protocol(format!("{what}: {e}")))
 }
 
 impl Watcher {
@@ -206,6 +212,11 @@ impl Watcher {
         self.session_epoch = 0;
         self.sent.clear();
         self.reconnects += 1;
+    }
+
+    /// True when a request may be sent now (connected, handshaking or watching, none in flight).
+    pub fn request_due(&self) -> bool {
+        self.in_flight.is_none() && matches!(self.phase, Phase::ApiVersions | Phase::Metadata | Phase::Watching)
     }
 
     /// True when the request in flight has waited past its deadline (a slow or stuck broker).
@@ -334,10 +345,7 @@ impl Watcher {
         self.responses += 1;
         match pending {
             Pending::ApiVersions => {
-                let (c, mut b) = decode_header::<ApiVersionsResponse>(body, API_VERSIONS_VERSION)?;
-                check_corr(c, corr)?;
-                let r = ApiVersionsResponse::decode(&mut b, API_VERSIONS_VERSION)
-                    .map_err(|e| UpstreamError::Protocol(format!("ApiVersions: {e}")))?;
+                let r: ApiVersionsResponse = decode(body, API_VERSIONS_VERSION, corr, "ApiVersions")?;
                 if r.error_code != 0 {
                     return Err(UpstreamError::Broker(r.error_code));
                 }
@@ -347,10 +355,7 @@ impl Watcher {
                 Ok(Vec::new())
             }
             Pending::Metadata => {
-                let (c, mut b) = decode_header::<MetadataResponse>(body, METADATA_VERSION)?;
-                check_corr(c, corr)?;
-                let r = MetadataResponse::decode(&mut b, METADATA_VERSION)
-                    .map_err(|e| UpstreamError::Protocol(format!("Metadata: {e}")))?;
+                let r: MetadataResponse = decode(body, METADATA_VERSION, corr, "Metadata")?;
                 let theirs = r.cluster_id.as_ref().map(|s| s.to_string());
                 if let (Some(ours), Some(theirs)) = (&self.cluster_id, &theirs) {
                     if ours != theirs {
@@ -364,10 +369,7 @@ impl Watcher {
                 Ok(Vec::new())
             }
             Pending::Fetch => {
-                let (c, mut b) = decode_header::<FetchResponse>(body, FETCH_VERSION)?;
-                check_corr(c, corr)?;
-                let r = FetchResponse::decode(&mut b, FETCH_VERSION)
-                    .map_err(|e| UpstreamError::Protocol(format!("Fetch: {e}")))?;
+                let r: FetchResponse = decode(body, FETCH_VERSION, corr, "Fetch")?;
                 match r.error_code {
                     0 => {}
                     // FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH: start a new session.
