@@ -5,6 +5,8 @@
 //! - [`log`]: the log model (log dirs, partitions, segments, batch headers, indexes) and the
 //!   tailer that follows a broker writing them;
 //! - [`protocol`], [`send`], [`server`]: the Kafka protocol, zero-copy responses, the event loop;
+//! - [`cluster`]: the KRaft metadata log, followed into an image of the cluster (brokers,
+//!   topics, partition leaders, users, ACLs) for the fleet presentation;
 //! - [`groups`]: the consumer group coordinator and the committed-offsets store;
 //! - [`alloc`]: the process allocator (lazy reservation of huge blocks, see there);
 //! - [`cli`]: the command line (`serve`, `dump`, `verify`), kept here so it is testable; the
@@ -21,6 +23,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod cluster;
 pub mod groups;
 pub mod log;
 pub mod metrics;

@@ -5,6 +5,7 @@
 #[global_allocator]
 static ALLOC: logferry::alloc::GuardedAlloc = logferry::alloc::GuardedAlloc;
 
+mod cluster;
 mod fixture;
 mod flood;
 mod fuzz_replay;
