@@ -55,20 +55,24 @@ def wait_port(port, timeout_s, what, proc=None):
 class Broker:
     """One KRaft broker+controller. `log_dir` is what logferry tails."""
 
-    def __init__(self, work_dir=None, extra=None):
+    def __init__(self, work_dir=None, extra=None, node_id=1, voters=None, controller_port=None, heap="1g"):
         self.work_dir = work_dir or tempfile.mkdtemp(prefix="logferry-kafka-")
         self.log_dir = os.path.join(self.work_dir, "kafka-logs")
         self.port = free_port()
-        self.controller_port = free_port()
+        self.controller_port = controller_port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.extra = extra or {}
+        self.node_id = node_id
+        # "1@host:port,2@host:port,..." for a cluster (see cluster.py); a lone node votes alone.
+        self.voters = voters or f"{node_id}@127.0.0.1:{self.controller_port}"
+        self.heap = heap
         self.proc = None
 
     def properties(self):
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.voters,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -110,11 +114,18 @@ class Broker:
                 raise RuntimeError(f"kafka storage format failed: {r.stdout}{r.stderr}")
         self.log_path = os.path.join(self.work_dir, "broker.log")
         out = open(self.log_path, "ab")
-        cmd = [JAVA, "-Xms512m", "-Xmx1g", "-cp", classpath(),
+        small = self.heap != "1g"
+        cmd = [JAVA, "-Xms128m" if small else "-Xms512m", f"-Xmx{self.heap}"]
+        if small:
+            cmd += ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k"]
+        cmd += ["-cp", classpath(),
                f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2.properties')}",
                "kafka.Kafka", conf]
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         atexit.register(self.stop)
+        if timeout_s is None:
+            # A cluster node: the caller waits once every node of the quorum is started.
+            return self
         try:
             wait_port(self.port, timeout_s, "kafka broker", self.proc)
         except Exception:
@@ -128,6 +139,15 @@ class Broker:
             with open(self.log_path, errors="replace") as f:
                 return "".join(f.readlines()[-n:])
         return ""
+
+    def kill(self):
+        """SIGKILL, as a crash: no clean shutdown, no final checkpoints."""
+        p, self.proc = self.proc, None
+        if p is None or p.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
 
     def stop(self, timeout_s=60):
         p, self.proc = self.proc, None

@@ -271,11 +271,11 @@ def expected_for(client, lines):
 
 
 def dump_log(files, deep=False, timeout_s=120):
-    """Kafka's own `kafka-dump-log.sh --files ...` (kafka.tools.DumpLogSegments); its stdout."""
+    """Kafka's own `kafka-dump-log.sh --files ...` (org.apache.kafka.tools.DumpLogSegments); its stdout."""
     args = ["--files", ",".join(files)]
     if deep:
         args.append("--deep-iteration")
-    r = broker.java("kafka.tools.DumpLogSegments", args, capture_output=True, timeout=timeout_s)
+    r = broker.java("org.apache.kafka.tools.DumpLogSegments", args, capture_output=True, timeout=timeout_s)
     if r.returncode != 0:
         raise ClientError(f"DumpLogSegments exited {r.returncode}: {r.stderr.decode(errors='replace')[-2000:]}")
     return r.stdout.decode()
