@@ -47,7 +47,7 @@ pub fn records_of_v12(b: &[u8], corr: i32) -> &[u8] {
     &b[at..at + len]
 }
 
-fn put_varint(v: i64, out: &mut Vec<u8>) {
+pub fn put_varint(v: i64, out: &mut Vec<u8>) {
     let mut u = ((v << 1) ^ (v >> 63)) as u64;
     while u >= 0x80 {
         out.push((u as u8) | 0x80);

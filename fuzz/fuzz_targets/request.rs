@@ -38,6 +38,7 @@ fn config() -> ServeConfig {
         partitions_per_request_max: 1000,
         groups_upstream: false,
         upstream_api_ranges: Vec::new(),
+        fleet: Default::default(),
     }
 }
 

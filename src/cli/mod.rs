@@ -84,6 +84,27 @@ pub struct ServeArgs {
     #[argh(option)]
     pub upstream: Option<String>,
 
+    /// the directory holding the KRaft metadata log (__cluster_metadata-0), followed for the
+    /// fleet presentation: every topic and partition of the cluster, led by the logferry beside
+    /// its Kafka leader (default: metadata.log.dir from --broker-config, else the log dir that
+    /// holds one; "none" turns it off)
+    #[argh(option)]
+    pub metadata_log_dir: Option<PathBuf>,
+
+    /// NODE_ID=HOST:PORT: where the logferry beside broker NODE_ID listens (repeat per broker)
+    #[argh(option)]
+    pub peer: Vec<String>,
+
+    /// the port every other logferry of the fleet listens on, at the host of its broker's
+    /// registered listener (--peer-listener); --peer entries take precedence
+    #[argh(option)]
+    pub peer_port: Option<u16>,
+
+    /// the broker listener whose host --peer-port uses (default: inter.broker.listener.name
+    /// from --broker-config, else each broker's first listener)
+    #[argh(option)]
+    pub peer_listener: Option<String>,
+
     /// whose consumer groups: upstream (the cluster's: the group APIs are relayed to the
     /// --upstream broker, offsets in its __consumer_offsets; the default with --upstream) or
     /// local (logferry coordinates them, offsets in --state-dir; the default without)

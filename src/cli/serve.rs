@@ -32,28 +32,56 @@ fn host_port(s: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
-/// `log.dirs` (or `log.dir`) and `node.id` (or `broker.id`) from a broker's server.properties.
-pub fn read_broker_config(path: &Path) -> Result<(Vec<std::path::PathBuf>, Option<i32>), String> {
+/// What logferry takes from a broker's server.properties.
+#[derive(Debug, Default)]
+pub struct BrokerConfig {
+    /// `log.dirs` (or `log.dir`).
+    pub log_dirs: Vec<PathBuf>,
+    /// `node.id` (or `broker.id`).
+    pub node_id: Option<i32>,
+    /// `metadata.log.dir`.
+    pub metadata_log_dir: Option<PathBuf>,
+    /// `inter.broker.listener.name`.
+    pub inter_broker_listener: Option<String>,
+}
+
+pub fn read_broker_config(path: &Path) -> Result<BrokerConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("--broker-config {}: {e}", path.display()))?;
     let props = crate::log::meta::parse_properties(&text);
-    let dirs = props
+    let log_dirs = props
         .get("log.dirs")
         .or_else(|| props.get("log.dir"))
-        .map(|v| {
-            v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(std::path::PathBuf::from).collect::<Vec<_>>()
-        })
+        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect::<Vec<_>>())
         .unwrap_or_default();
-    if dirs.is_empty() {
+    if log_dirs.is_empty() {
         return Err(format!("--broker-config {}: no log.dirs or log.dir", path.display()));
     }
-    let node = match props.get("node.id").or_else(|| props.get("broker.id")) {
+    let node_id = match props.get("node.id").or_else(|| props.get("broker.id")) {
         Some(v) => Some(
             v.parse::<i32>()
                 .map_err(|_| format!("--broker-config {}: node.id {v:?} is not a number", path.display()))?,
         ),
         None => None,
     };
-    Ok((dirs, node))
+    let metadata_log_dir =
+        props.get("metadata.log.dir").filter(|v| !v.trim().is_empty()).map(|v| PathBuf::from(v.trim()));
+    let inter_broker_listener = props.get("inter.broker.listener.name").map(|v| v.trim().to_string());
+    Ok(BrokerConfig { log_dirs, node_id, metadata_log_dir, inter_broker_listener })
+}
+
+/// `--peer NODE_ID=HOST:PORT` entries.
+fn parse_peers(entries: &[String]) -> Result<std::collections::BTreeMap<i32, (String, u16)>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in entries {
+        let parsed = e.split_once('=').and_then(|(id, addr)| Some((id.trim().parse::<i32>().ok()?, host_port(addr)?)));
+        let Some((id, addr)) = parsed.filter(|(id, _)| *id >= 0) else {
+            return Err(format!("--peer {e:?} is not NODE_ID=HOST:PORT"));
+        };
+        if out.insert(id, addr).is_some() {
+            return Err(format!("--peer: node {id} given twice"));
+        }
+    }
+    Ok(out)
 }
 
 /// The state directory: the flag, else systemd's `$STATE_DIRECTORY`, else the XDG state home.
@@ -157,18 +185,23 @@ fn probe_upstream(addr: SocketAddr, cluster_id: Option<&str>) -> Result<(), Stri
 
 pub fn run(args: &ServeArgs) -> ExitCode {
     let mut log_dirs = args.log_dir.clone();
-    let mut config_node = None;
+    let mut broker = BrokerConfig::default();
     if let Some(path) = &args.broker_config {
         match read_broker_config(path) {
-            Ok((dirs, node)) => {
+            Ok(b) => {
                 if log_dirs.is_empty() {
-                    log_dirs = dirs;
+                    log_dirs = b.log_dirs.clone();
                 }
-                config_node = node;
+                broker = b;
             }
             Err(e) => return fail(e),
         }
     }
+    let config_node = broker.node_id;
+    let peers = match parse_peers(&args.peer) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
     if log_dirs.is_empty() {
         return fail("at least one --log-dir (or --broker-config) is required");
     }
@@ -238,10 +271,33 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             args.request_bytes_max, args.buffered_request_bytes_max
         ));
     }
-    let view = match LogView::open(&log_dirs, args.segments_open_max) {
+    let mut view = match LogView::open(&log_dirs, args.segments_open_max) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    let metadata_flag = args.metadata_log_dir.as_deref().filter(|d| *d != Path::new("none"));
+    let metadata_dir = if args.metadata_log_dir.as_deref() == Some(Path::new("none")) {
+        None
+    } else {
+        crate::cluster::locate(metadata_flag, broker.metadata_log_dir.as_deref(), &log_dirs)
+    };
+    let mut fleet_note = String::from(", no metadata log (one-broker presentation)");
+    if let Some(dir) = metadata_dir {
+        match crate::cluster::MetadataLog::open(&dir) {
+            Ok(m) => {
+                fleet_note = format!(
+                    ", metadata log {} at offset {} ({} brokers, {} topics, {} partitions)",
+                    dir.display(),
+                    m.next_offset,
+                    m.image.brokers.len(),
+                    m.image.topics.len(),
+                    m.image.partition_count()
+                );
+                view.cluster = Some(m);
+            }
+            Err(e) => return fail(format!("--metadata-log-dir: {e}")),
+        }
+    }
     let state_dir = match resolve_state_dir(args.state_dir.as_deref(), &log_dirs) {
         Ok(d) => d,
         Err(e) => return fail(e),
@@ -291,6 +347,11 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         partitions_per_request_max: args.partitions_per_request_max,
         groups_upstream,
         upstream_api_ranges: Vec::new(),
+        fleet: crate::cluster::fleet::FleetConfig {
+            peers,
+            peer_port: args.peer_port,
+            peer_listener: args.peer_listener.clone().or(broker.inter_broker_listener.clone()),
+        },
     };
     let limits = Limits {
         connections_max: args.connections_max,
@@ -331,7 +392,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     };
     let dirs: Vec<String> = log_dirs.iter().map(|d| d.display().to_string()).collect();
     log::info!(
-        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}, groups {}, state dir {}{metrics_note}",
+        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}, groups {}, state dir {}{metrics_note}{fleet_note}",
         env!("CARGO_PKG_VERSION"),
         config.advertised_host,
         config.advertised_port,

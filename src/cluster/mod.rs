@@ -18,6 +18,7 @@
 //! window where an uncommitted leader change is shown is that short. Learning the committed
 //! offset from the co-located broker (DescribeQuorum) is the way to close it.
 
+pub mod fleet;
 pub mod image;
 pub mod records;
 

@@ -1010,6 +1010,8 @@ pub struct LogView {
     pub cache: FileCache,
     /// Partitions a periodic rescan still has to refresh (see [`LogView::rescan_step`]).
     rescan_todo: Option<Vec<(TopicPartition, PathBuf)>>,
+    /// The KRaft metadata log, when one is followed (fleet presentation, see [`crate::cluster`]).
+    pub cluster: Option<crate::cluster::MetadataLog>,
 }
 
 impl LogView {
@@ -1030,8 +1032,13 @@ impl LogView {
             };
             dirs.push(LogDir { path: path.clone(), meta });
         }
-        let mut view =
-            LogView { dirs, partitions: BTreeMap::new(), cache: FileCache::new(segments_open_max), rescan_todo: None };
+        let mut view = LogView {
+            dirs,
+            partitions: BTreeMap::new(),
+            cache: FileCache::new(segments_open_max),
+            rescan_todo: None,
+            cluster: None,
+        };
         view.rescan()?;
         Ok(view)
     }

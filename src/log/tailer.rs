@@ -50,6 +50,8 @@ fn root_event(name: &str) -> RootEvent {
 enum Watched {
     Root,
     Partition(TopicPartition),
+    /// The KRaft metadata log's directory ([`crate::cluster::MetadataLog`]).
+    Metadata,
 }
 
 pub struct Tailer {
@@ -122,6 +124,16 @@ impl Tailer {
     /// Adds watches for new partitions and log dirs, drops those of removed partitions.
     fn sync_watches(&mut self) {
         let Some(inotify) = &self.inotify else { return };
+        if let Some(c) = &self.view.cluster {
+            if !self.watches.values().any(|w| matches!(w, Watched::Metadata)) {
+                match inotify.add_watch(&c.dir, dir_flags()) {
+                    Ok(wd) => {
+                        self.watches.insert(wd, Watched::Metadata);
+                    }
+                    Err(e) => log::warn!("{}: cannot watch ({e}); followed by rescans only", c.dir.display()),
+                }
+            }
+        }
         if self.watches.values().all(|w| !matches!(w, Watched::Root)) {
             for d in &self.view.dirs {
                 match inotify.add_watch(&d.path, dir_flags()) {
@@ -173,6 +185,7 @@ impl Tailer {
         let mut appended: BTreeSet<(TopicPartition, String)> = BTreeSet::new();
         let mut root_changed = false;
         let mut checkpoints_changed = false;
+        let mut metadata_changed = false;
         if let Some(inotify) = &self.inotify {
             loop {
                 match inotify.read_events() {
@@ -206,6 +219,14 @@ impl Tailer {
                                         dirty.insert(tp.clone());
                                     }
                                 }
+                                // Appends to the log, a new snapshot, a truncation; not
+                                // the index files the broker rewrites beside them.
+                                Some(Watched::Metadata)
+                                    if name.ends_with(".log") || name.ends_with(".checkpoint") || name.is_empty() =>
+                                {
+                                    metadata_changed = true;
+                                }
+                                Some(Watched::Metadata) => {}
                                 None => {}
                             }
                         }
@@ -219,6 +240,9 @@ impl Tailer {
                     }
                 }
             }
+        }
+        if metadata_changed {
+            self.refresh_metadata();
         }
         if root_changed || self.rescan_due {
             return self.rescan_now();
@@ -249,6 +273,9 @@ impl Tailer {
                 self.last_rescan = now;
             }
             let (events, done) = self.view.rescan_step(RESCAN_PARTITIONS_PER_TURN)?;
+            if done {
+                self.refresh_metadata();
+            }
             if done || events.iter().any(|e| matches!(e, LogEvent::PartitionAdded(_) | LogEvent::PartitionRemoved(_))) {
                 self.sync_watches();
             }
@@ -263,8 +290,18 @@ impl Tailer {
         self.rescan_now()
     }
 
+    /// Reads what the metadata log gained; a failure is logged and the image kept.
+    pub fn refresh_metadata(&mut self) {
+        if let Some(c) = &mut self.view.cluster {
+            if let Err(e) = c.refresh() {
+                log::warn!("metadata log: {e}; keeping the image at offset {}", c.next_offset);
+            }
+        }
+    }
+
     fn rescan_now(&mut self) -> Result<Vec<LogEvent>, LogError> {
         self.rescan_due = false;
+        self.refresh_metadata();
         let events = self.view.rescan()?;
         self.sync_watches();
         Ok(events)

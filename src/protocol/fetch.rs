@@ -227,7 +227,7 @@ fn read_partition(
 ) -> PartitionAnswer {
     let b = match ctx.bounds(tp) {
         Ok(Some(b)) => b,
-        Ok(None) => return PartitionAnswer::error(p.partition, error_code::UNKNOWN_TOPIC_OR_PARTITION),
+        Ok(None) => return PartitionAnswer::error(p.partition, ctx.absent_partition_code(tp)),
         Err(e) => {
             log::error!("Fetch {tp}: {e}");
             return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);

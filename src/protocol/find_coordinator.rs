@@ -1,5 +1,7 @@
-//! FindCoordinator (key 10, v0–6): logferry is the coordinator of every consumer group it is
-//! asked about (it is a one-node cluster to its clients).
+//! FindCoordinator (key 10, v0–6): without a fleet, logferry is the coordinator of every
+//! consumer group it is asked about (it is a one-node cluster to its clients); in a fleet, the
+//! instance that leads the group's `__consumer_offsets` partition is, whichever instance is
+//! asked ([`crate::cluster::fleet::Fleet::group_coordinator`]).
 //!
 //! Owns the answer per key: group keys (type 0) get this node's id and advertised address;
 //! transaction keys (type 1) get COORDINATOR_NOT_AVAILABLE with a message saying transactions
@@ -26,41 +28,56 @@ fn answer(key_type: i8) -> (i16, Option<&'static str>) {
     }
 }
 
+/// The coordinator of one key: (error code, message, node id, host, port).
+fn coordinator(key_type: i8, key: &str, ctx: &Context<'_>) -> (i16, Option<&'static str>, i32, StrBytes, i32) {
+    let (code, msg) = answer(key_type);
+    if code != error_code::NONE {
+        return (code, msg, -1, StrBytes::default(), -1);
+    }
+    let Some(fleet) = ctx.fleet() else {
+        let c = ctx.config;
+        return (code, None, c.node_id, StrBytes::from_string(c.advertised_host.clone()), c.advertised_port);
+    };
+    match fleet.group_coordinator(key).and_then(|id| fleet.nodes.get(&id)) {
+        Some(n) => (code, None, n.id, StrBytes::from_string(n.host.clone()), i32::from(n.port)),
+        None => (
+            error_code::COORDINATOR_NOT_AVAILABLE,
+            Some("the leader of the group's __consumer_offsets partition is not available"),
+            -1,
+            StrBytes::default(),
+            -1,
+        ),
+    }
+}
+
 pub fn handle(meta: &RequestMeta, req: &FindCoordinatorRequest, ctx: &mut Context<'_>) -> Outcome {
     let v = meta.api_version;
-    let node = ctx.config.node_id;
-    let host = StrBytes::from_string(ctx.config.advertised_host.clone());
-    let port = ctx.config.advertised_port;
     let mut resp = FindCoordinatorResponse::default();
     if v >= 4 {
-        resp.coordinators = req
-            .coordinator_keys
-            .iter()
-            .map(|key| {
-                let (code, msg) = answer(req.key_type);
-                ctx.note_error(code);
-                let ok = code == error_code::NONE;
+        for key in &req.coordinator_keys {
+            let (code, msg, node, host, port) = coordinator(req.key_type, key, ctx);
+            ctx.note_error(code);
+            resp.coordinators.push(
                 Coordinator::default()
                     .with_key(key.clone())
-                    .with_node_id(BrokerId(if ok { node } else { -1 }))
-                    .with_host(if ok { host.clone() } else { StrBytes::default() })
-                    .with_port(if ok { port } else { -1 })
+                    .with_node_id(BrokerId(node))
+                    .with_host(host)
+                    .with_port(port)
                     .with_error_code(code)
-                    .with_error_message(msg.map(StrBytes::from_static_str))
-            })
-            .collect();
+                    .with_error_message(msg.map(StrBytes::from_static_str)),
+            );
+        }
     } else {
         let key_type = if v >= 1 { req.key_type } else { KEY_TYPE_GROUP };
-        let (code, msg) = answer(key_type);
+        let (code, msg, node, host, port) = coordinator(key_type, &req.key, ctx);
         ctx.note_error(code);
-        let ok = code == error_code::NONE;
         resp.error_code = code;
         if v >= 1 {
             resp.error_message = msg.map(StrBytes::from_static_str);
         }
-        resp.node_id = BrokerId(if ok { node } else { -1 });
-        resp.host = if ok { host } else { StrBytes::default() };
-        resp.port = if ok { port } else { -1 };
+        resp.node_id = BrokerId(node);
+        resp.host = host;
+        resp.port = port;
     }
     respond(meta, &resp)
 }

@@ -8,7 +8,11 @@ use super::{respond, Context, Outcome, RequestMeta};
 
 pub fn handle(meta: &RequestMeta, req: &HeartbeatRequest, ctx: &mut Context<'_>, now: std::time::Instant) -> Outcome {
     let instance = if meta.api_version >= 3 { req.group_instance_id.as_deref() } else { None };
-    let code = ctx.groups.coordinator.heartbeat(&req.group_id, req.generation_id, &req.member_id, instance, now);
+    let code = if ctx.coordinates(&req.group_id) {
+        ctx.groups.coordinator.heartbeat(&req.group_id, req.generation_id, &req.member_id, instance, now)
+    } else {
+        super::error_code::NOT_COORDINATOR
+    };
     ctx.note_error(code);
     respond(meta, &HeartbeatResponse::default().with_error_code(code))
 }

@@ -18,6 +18,15 @@ use crate::groups::coordinator::{JoinRequest, JoinResult, Reply};
 
 pub fn handle(meta: &RequestMeta, req: JoinGroupRequest, ctx: &mut Context<'_>, now: Instant) -> Outcome {
     let v = meta.api_version;
+    if !ctx.coordinates(&req.group_id) {
+        // Another instance of the fleet coordinates this group (FindCoordinator says which).
+        ctx.note_error(super::error_code::NOT_COORDINATOR);
+        let r = JoinGroupResponse::default()
+            .with_error_code(super::error_code::NOT_COORDINATOR)
+            .with_generation_id(-1)
+            .with_member_id(req.member_id.clone());
+        return respond(meta, &r);
+    }
     let jr = JoinRequest {
         group_id: req.group_id.to_string(),
         session_timeout_ms: req.session_timeout_ms,

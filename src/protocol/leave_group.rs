@@ -24,7 +24,11 @@ pub fn handle(meta: &RequestMeta, req: &LeaveGroupRequest, ctx: &mut Context<'_>
             }
         }
     }
-    let result = ctx.groups.coordinator.leave(&req.group_id, &members, now);
+    let result = if ctx.coordinates(&req.group_id) {
+        ctx.groups.coordinator.leave(&req.group_id, &members, now)
+    } else {
+        Err(error_code::NOT_COORDINATOR)
+    };
     let mut resp = LeaveGroupResponse::default();
     match result {
         Err(code) => {

@@ -79,7 +79,7 @@ fn answer(
     read_committed: bool,
 ) -> Result<Answer, crate::log::LogError> {
     let Some(b) = ctx.bounds(tp)? else {
-        return Ok(Answer { error: error_code::UNKNOWN_TOPIC_OR_PARTITION, ..not_found() });
+        return Ok(Answer { error: ctx.absent_partition_code(tp), ..not_found() });
     };
     if let Some(code) = epoch_error(current_leader_epoch, b.leader_epoch) {
         return Ok(Answer { error: code, ..not_found() });

@@ -1,5 +1,6 @@
-//! Metadata (key 3, v0–13): logferry presents itself as a one-broker cluster that leads every
-//! partition it serves.
+//! Metadata (key 3, v0–13): with a metadata log, the cluster as the fleet of logferry
+//! instances beside its brokers ([`crate::cluster::fleet`]); without one, logferry presents
+//! itself as a one-broker cluster that leads every partition it serves.
 //!
 //! Owns the topic listing: all topics (null request list, or an empty list in v0) or the named
 //! ones (by name, or by topic id from v10), with leader epochs from `leader-epoch-checkpoint`,
@@ -24,7 +25,9 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::{error_code, respond, Context, Outcome, RequestMeta};
+use crate::cluster::fleet::Node;
 use crate::log::meta::Uuid;
+use crate::log::TopicPartition;
 
 pub fn topic_uuid(id: &Uuid) -> uuid::Uuid {
     uuid::Uuid::from_bytes(*id)
@@ -43,13 +46,15 @@ pub fn topics(ctx: &Context<'_>) -> BTreeMap<String, (Uuid, Vec<i32>)> {
     out
 }
 
-pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) -> Outcome {
-    let version = meta.api_version;
-    let all = topics(ctx);
-    let node = BrokerId(ctx.config.node_id);
-    let wanted: Vec<(Option<String>, Option<uuid::Uuid>)> = match &req.topics {
-        None => all.keys().map(|t| (Some(t.clone()), None)).collect(),
-        Some(list) if list.is_empty() && version == 0 => all.keys().map(|t| (Some(t.clone()), None)).collect(),
+/// The topics a request names: `(name, id)`, all of `all` for a null list (or an empty v0 list).
+fn wanted<'n>(
+    req: &MetadataRequest,
+    version: i16,
+    all: impl Iterator<Item = &'n String>,
+) -> Vec<(Option<String>, Option<uuid::Uuid>)> {
+    match &req.topics {
+        None => all.map(|t| (Some(t.clone()), None)).collect(),
+        Some(list) if list.is_empty() && version == 0 => all.map(|t| (Some(t.clone()), None)).collect(),
         Some(list) => list
             .iter()
             .map(|t| {
@@ -59,7 +64,88 @@ pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) 
                 (name, id)
             })
             .collect(),
-    };
+    }
+}
+
+fn unknown_topic(name: Option<String>, id: Option<uuid::Uuid>) -> MetadataResponseTopic {
+    let code = if name.is_none() { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+        .with_topic_id(id.unwrap_or_default())
+}
+
+fn broker(n: &Node) -> MetadataResponseBroker {
+    MetadataResponseBroker::default()
+        .with_node_id(BrokerId(n.id))
+        .with_host(StrBytes::from_string(n.host.clone()))
+        .with_port(i32::from(n.port))
+        .with_rack(n.rack.clone().map(StrBytes::from_string))
+}
+
+/// The fleet presentation (see [`crate::cluster::fleet`]): every topic and partition of the
+/// cluster, led by the instance beside its Kafka leader, with the cluster's leader epochs.
+fn fleet_response(meta: &RequestMeta, req: &MetadataRequest, ctx: &Context<'_>) -> Outcome {
+    let version = meta.api_version;
+    let config = ctx.config;
+    let Some(fleet) = ctx.fleet() else { return Outcome::Close("internal: no fleet for a fleet answer".into()) };
+    let brokers_ids = |ids: &[i32]| ids.iter().map(|&i| BrokerId(i)).collect::<Vec<_>>();
+    let mut topics_out = Vec::new();
+    let image = fleet.image;
+    for (name, id) in wanted(req, version, image.names.keys()) {
+        let found = match (&name, id) {
+            (Some(n), _) => image.topic(n),
+            (None, Some(id)) => image.topics.get(id.as_bytes()),
+            (None, None) => None,
+        };
+        let Some(t) = found else {
+            topics_out.push(unknown_topic(name, id));
+            continue;
+        };
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|(&index, p)| {
+                let local =
+                    ctx.view.partitions.contains_key(&TopicPartition { topic: t.name.clone(), partition: index });
+                let leader = fleet.leader(p, local);
+                MetadataResponsePartition::default()
+                    .with_error_code(if leader.is_some() { error_code::NONE } else { error_code::LEADER_NOT_AVAILABLE })
+                    .with_partition_index(index)
+                    .with_leader_id(BrokerId(leader.unwrap_or(-1)))
+                    .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
+                    .with_replica_nodes(brokers_ids(&p.replicas))
+                    .with_isr_nodes(brokers_ids(&p.isr))
+                    .with_offline_replicas(brokers_ids(&fleet.offline(p)))
+            })
+            .collect();
+        topics_out.push(
+            MetadataResponseTopic::default()
+                .with_error_code(error_code::NONE)
+                .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+                .with_topic_id(if version >= 10 { topic_uuid(&t.id) } else { uuid::Uuid::nil() })
+                .with_is_internal(is_internal(&t.name))
+                .with_partitions(partitions),
+        );
+    }
+    // KRaft brokers report a live broker as the controller: this instance, as the broker does
+    // with itself.
+    let resp = MetadataResponse::default()
+        .with_brokers(fleet.nodes.values().map(broker).collect())
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(config.cluster_id.clone())))
+        .with_controller_id(if version >= 1 { BrokerId(config.node_id) } else { BrokerId(-1) })
+        .with_topics(topics_out);
+    respond(meta, &resp)
+}
+
+pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) -> Outcome {
+    let version = meta.api_version;
+    if ctx.fleet().is_some() {
+        return fleet_response(meta, req, ctx);
+    }
+    let all = topics(ctx);
+    let node = BrokerId(ctx.config.node_id);
+    let wanted = wanted(req, version, all.keys());
     let mut topics_out = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
         let found = match (&name, id) {
@@ -68,14 +154,7 @@ pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) 
             (None, None) => None,
         };
         let Some((topic, (tid, parts))) = found else {
-            let code =
-                if name.is_none() { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
-            topics_out.push(
-                MetadataResponseTopic::default()
-                    .with_error_code(code)
-                    .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
-                    .with_topic_id(id.unwrap_or_default()),
-            );
+            topics_out.push(unknown_topic(name, id));
             continue;
         };
         let highest = parts.iter().copied().max().unwrap_or(-1);

@@ -57,6 +57,7 @@ pub mod error_code {
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
     pub const ILLEGAL_GENERATION: i16 = 22;
     pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
     pub const INVALID_GROUP_ID: i16 = 24;
@@ -215,6 +216,8 @@ pub struct ServeConfig {
     /// The upstream broker's (api key, min, max) versions, once its ApiVersions answered;
     /// relayed APIs are advertised and accepted only in the versions both sides speak.
     pub upstream_api_ranges: Vec<(i16, i16, i16)>,
+    /// Where the other instances of the fleet listen (used when a metadata log is followed).
+    pub fleet: crate::cluster::fleet::FleetConfig,
 }
 
 /// The versions of `key` this server accepts and advertises: its own, narrowed for a relayed
@@ -352,7 +355,42 @@ impl Context<'_> {
         let high_watermark = visible_high_watermark(p, visibility);
         let open = p.first_open_txn_offset(&mut view.cache)?;
         let last_stable = open.map_or(high_watermark, |o| o.min(high_watermark)).max(log_start);
-        Ok(Some(Bounds { log_start, log_end, high_watermark, last_stable, leader_epoch: p.leader_epoch() }))
+        // In a fleet the cluster's leader epoch is the one consumers hold (KIP-320); the local
+        // `leader-epoch-checkpoint` may lag it (no batch of the new epoch written yet).
+        let leader_epoch = view
+            .cluster
+            .as_ref()
+            .and_then(|c| c.image.partition(&tp.topic, tp.partition))
+            .map_or(p.leader_epoch(), |s| s.leader_epoch);
+        Ok(Some(Bounds { log_start, log_end, high_watermark, last_stable, leader_epoch }))
+    }
+
+    /// The fleet presentation, when a metadata log with registered brokers is followed.
+    pub fn fleet(&self) -> Option<crate::cluster::fleet::Fleet<'_>> {
+        let image = self.view.cluster.as_ref().map(|c| &c.image).filter(|i| !i.brokers.is_empty())?;
+        let c = self.config;
+        Some(crate::cluster::fleet::Fleet::new(
+            image,
+            &c.fleet,
+            c.node_id,
+            &c.advertised_host,
+            u16::try_from(c.advertised_port).unwrap_or(0),
+        ))
+    }
+
+    /// Whether this instance coordinates `group`: always without a fleet; in a fleet, when it is
+    /// the node [`crate::cluster::fleet::Fleet::group_coordinator`] names.
+    pub fn coordinates(&self, group: &str) -> bool {
+        self.fleet().is_none_or(|f| f.group_coordinator(group) == Some(self.config.node_id))
+    }
+
+    /// The error for a partition this instance holds no replica of: NOT_LEADER_OR_FOLLOWER when
+    /// the cluster has it (another instance leads it), else UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn absent_partition_code(&self, tp: &TopicPartition) -> i16 {
+        match &self.view.cluster {
+            Some(c) if c.image.partition(&tp.topic, tp.partition).is_some() => error_code::NOT_LEADER_OR_FOLLOWER,
+            _ => error_code::UNKNOWN_TOPIC_OR_PARTITION,
+        }
     }
 }
 
@@ -567,6 +605,7 @@ mod tests {
             partitions_per_request_max: 10,
             groups_upstream: true,
             upstream_api_ranges: vec![(ApiKey::JoinGroup as i16, 2, 9), (ApiKey::OffsetCommit as i16, 10, 12)],
+            fleet: Default::default(),
         };
         // Relayed APIs in the versions both sides speak; an API the broker lacks is not offered.
         assert_eq!(advertised_range(&config, ApiKey::JoinGroup), Some((2, 9)));

@@ -3,7 +3,7 @@
 //! Owns the per-partition checks and the hand-over to the store: the request is first checked
 //! against the group (generation, member, rebalance state; Kafka's `validateOffsetCommit`, see
 //! [`crate::groups::coordinator::Coordinator::validate_commit`]), then each partition: unknown to
-//! logferry → UNKNOWN_TOPIC_OR_PARTITION; metadata above `metadata_bytes_max` →
+//! logferry (and, in a fleet, to the cluster) → UNKNOWN_TOPIC_OR_PARTITION; metadata above `metadata_bytes_max` →
 //! OFFSET_METADATA_TOO_LARGE; a new group beyond the offsets' `groups_max` →
 //! COORDINATOR_NOT_AVAILABLE. Accepted offsets (with leader epoch, v6+, and metadata) go to the
 //! store, and the response is returned as [`Outcome::RespondAfterSync`]: the server writes it
@@ -33,6 +33,8 @@ pub fn handle(meta: &RequestMeta, req: &OffsetCommitRequest, ctx: &mut Context<'
     let instance = if v >= 7 { req.group_instance_id.as_deref() } else { None };
     let group_error = if group.is_empty() {
         Err(error_code::INVALID_GROUP_ID)
+    } else if !ctx.coordinates(group) {
+        Err(error_code::NOT_COORDINATOR)
     } else {
         ctx.groups.coordinator.validate_commit(
             group,
@@ -61,7 +63,11 @@ pub fn handle(meta: &RequestMeta, req: &OffsetCommitRequest, ctx: &mut Context<'
             let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
             let code = if let Err(e) = group_error {
                 e
-            } else if !ctx.view.partitions.contains_key(&tp) {
+            } else if !ctx.view.partitions.contains_key(&tp)
+                && ctx.view.cluster.as_ref().is_none_or(|c| c.image.partition(&tp.topic, tp.partition).is_none())
+            {
+                // Known here or, in a fleet, anywhere in the cluster (the coordinator instance
+                // takes commits for partitions other instances serve).
                 error_code::UNKNOWN_TOPIC_OR_PARTITION
             } else if metadata.as_ref().is_some_and(|m| m.len() > ctx.groups.limits.metadata_bytes_max) {
                 error_code::OFFSET_METADATA_TOO_LARGE

@@ -52,9 +52,7 @@ pub fn handle(meta: &RequestMeta, req: &OffsetForLeaderEpochRequest, ctx: &mut C
                         r.with_error_code(error_code::NONE).with_leader_epoch(epoch).with_end_offset(end)
                     }
                 },
-                Ok(None) => {
-                    r.with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION).with_leader_epoch(-1).with_end_offset(-1)
-                }
+                Ok(None) => r.with_error_code(ctx.absent_partition_code(&tp)).with_leader_epoch(-1).with_end_offset(-1),
                 Err(e) => {
                     log::error!("OffsetForLeaderEpoch {tp}: {e}");
                     r.with_error_code(error_code::KAFKA_STORAGE_ERROR).with_leader_epoch(-1).with_end_offset(-1)

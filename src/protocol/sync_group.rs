@@ -15,6 +15,10 @@ use crate::groups::coordinator::{Reply, SyncRequest, SyncResult};
 
 pub fn handle(meta: &RequestMeta, req: SyncGroupRequest, ctx: &mut Context<'_>, now: Instant) -> Outcome {
     let v = meta.api_version;
+    if !ctx.coordinates(&req.group_id) {
+        ctx.note_error(super::error_code::NOT_COORDINATOR);
+        return respond(meta, &SyncGroupResponse::default().with_error_code(super::error_code::NOT_COORDINATOR));
+    }
     let sr = SyncRequest {
         group_id: req.group_id.to_string(),
         generation_id: req.generation_id,

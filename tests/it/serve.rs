@@ -750,3 +750,61 @@ fn a_gappy_partition_set_lists_every_index_up_to_the_highest() {
     assert!(want > 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), want);
 }
+
+#[test]
+fn a_fleet_instance_presents_the_cluster_of_its_metadata_log() {
+    // The metadata log of a real 3-node cluster (tests/it/cluster.rs has its final state:
+    // broker 2 live, 1 and 3 fenced; `spread` 0..4 and `late` 0..2). This instance is node 2
+    // and holds one replica, spread-1 (the fixture's plain-0 under that name); node 1's
+    // logferry is in the peer map, node 3's is not.
+    let meta = tempfile::tempdir().unwrap();
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cluster-metadata/__cluster_metadata-0"),
+        &meta.path().join("__cluster_metadata-0"),
+    );
+    // A snapshot plus the log after it, as a broker's directory has them.
+    assert!(meta.path().join("__cluster_metadata-0/00000000000000000146-0000000001.checkpoint").exists());
+    let s = serve_with(
+        &[
+            "--metadata-log-dir",
+            meta.path().to_str().unwrap(),
+            "--node-id",
+            "2",
+            "--peer",
+            "1=127.0.0.1:1111",
+            "--visibility",
+            "log-end",
+        ],
+        &[],
+        |logdir| std::fs::rename(logdir.join("plain-0"), logdir.join("spread-1")).unwrap(),
+    );
+    let mut c = Client::connect(s.addr);
+    let m = c.call(12, &MetadataRequest::default().with_topics(None));
+    let nodes: Vec<i32> = m.brokers.iter().map(|b| b.node_id.0).collect();
+    assert_eq!(nodes, [2], "fenced brokers are not shown, whatever the peer map says");
+    let mut names: Vec<String> = m.topics.iter().map(|t| t.name.as_ref().unwrap().0.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["late", "spread"], "the cluster's topics, not the log dir's");
+    let spread = m.topics.iter().find(|t| t.name.as_ref().unwrap().0.as_str() == "spread").unwrap();
+    let got: Vec<(i32, i16, i32, i32)> =
+        spread.partitions.iter().map(|p| (p.partition_index, p.error_code, p.leader_id.0, p.leader_epoch)).collect();
+    assert_eq!(got, [(0, 0, 2, 1), (1, 0, 2, 0), (2, 5, -1, 1), (3, 5, -1, 2), (4, 0, 2, 0)]);
+    let p0 = &spread.partitions[0];
+    assert_eq!((p0.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), p0.offline_replicas.len()), (vec![1, 2], 1));
+    // Fetch: served where a replica is here, NOT_LEADER_OR_FOLLOWER where the cluster has the
+    // partition but this instance does not, UNKNOWN_TOPIC_OR_PARTITION where nobody has it.
+    let ok = c.call(12, &fetch_req("spread", uuid::Uuid::nil(), 1, 0, 0));
+    assert_eq!(ok.responses[0].partitions[0].error_code, 0);
+    assert!(ok.responses[0].partitions[0].records.as_ref().is_some_and(|r| !r.is_empty()));
+    assert_eq!(c.call(12, &fetch_req("spread", uuid::Uuid::nil(), 0, 0, 0)).responses[0].partitions[0].error_code, 6);
+    assert_eq!(c.call(12, &fetch_req("nope", uuid::Uuid::nil(), 0, 0, 0)).responses[0].partitions[0].error_code, 3);
+    // Leader epochs are the cluster's: spread-1 is at epoch 0; 1 is unknown here, -1 skips.
+    let mut req = fetch_req("spread", uuid::Uuid::nil(), 1, 0, 0);
+    req.topics[0].partitions[0].current_leader_epoch = 1;
+    assert_eq!(c.call(12, &req).responses[0].partitions[0].error_code, 75);
+    assert_eq!(list_offsets(&mut c, 5, "spread", 0, -1, -1, 0).error_code, 6);
+    assert_eq!(list_offsets(&mut c, 5, "spread", 1, -1, 0, 0).error_code, 0);
+    // Groups: no __consumer_offsets in this cluster yet: the lowest shown node coordinates.
+    let fc = c.call(3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")));
+    assert_eq!((fc.error_code, fc.node_id.0), (0, 2));
+}
