@@ -48,6 +48,12 @@ pub struct Metrics {
     pub upstream_responses: Counter,
     pub request_memory_waits: Counter,
     pub requests_refused_memory: Counter,
+    metadata_offset: Gauge,
+    metadata_brokers: Gauge,
+    metadata_partitions: Gauge,
+    metadata_records_unknown: Counter,
+    metadata_records_invalid: Counter,
+    metadata_rebuilds: Counter,
     exposed_end: Family<Labels, Gauge>,
     unexposed_bytes: Family<Labels, Gauge>,
     visibility_lag: Family<Labels, Gauge>,
@@ -82,6 +88,12 @@ impl Metrics {
             offsets_store_bytes: Gauge::default(),
             buffered_request_bytes: Gauge::default(),
             upstream_connected: Gauge::default(),
+            metadata_offset: Gauge::default(),
+            metadata_brokers: Gauge::default(),
+            metadata_partitions: Gauge::default(),
+            metadata_records_unknown: Counter::default(),
+            metadata_records_invalid: Counter::default(),
+            metadata_rebuilds: Counter::default(),
             upstream_reconnects: Counter::default(),
             upstream_fallbacks: Counter::default(),
             upstream_responses: Counter::default(),
@@ -145,6 +157,32 @@ impl Metrics {
             "buffered_request_bytes",
             "Request bytes held for all connections (bounded by buffered_request_bytes_max)",
             m.buffered_request_bytes.clone(),
+        );
+        registry.register(
+            "metadata_offset",
+            "Next offset of the KRaft metadata log to apply (-1 without a metadata log)",
+            m.metadata_offset.clone(),
+        );
+        registry.register("metadata_brokers", "Brokers registered in the metadata image", m.metadata_brokers.clone());
+        registry.register(
+            "metadata_partitions",
+            "Partitions of the cluster in the metadata image",
+            m.metadata_partitions.clone(),
+        );
+        registry.register(
+            "metadata_records_unknown",
+            "Metadata records of a type or version this build does not know (skipped)",
+            m.metadata_records_unknown.clone(),
+        );
+        registry.register(
+            "metadata_records_invalid",
+            "Metadata records that did not decode (skipped)",
+            m.metadata_records_invalid.clone(),
+        );
+        registry.register(
+            "metadata_rebuilds",
+            "Image rebuilds after the metadata log was truncated or replaced under the reader",
+            m.metadata_rebuilds.clone(),
         );
         registry.register(
             "upstream_connected",
@@ -240,6 +278,23 @@ impl Metrics {
             self.checkpoint_age_seconds.get_or_create(&vec![("log_dir".into(), d.path.display().to_string())]).set(age);
         }
         self.open_files.set(view.cache.open_count() as i64);
+        match &view.cluster {
+            Some(c) => {
+                self.metadata_offset.set(c.next_offset);
+                self.metadata_brokers.set(c.image.brokers.len() as i64);
+                self.metadata_partitions.set(c.image.partition_count() as i64);
+                for (counter, total) in [
+                    (&self.metadata_records_unknown, c.stats.records_unknown),
+                    (&self.metadata_records_invalid, c.stats.records_invalid),
+                    (&self.metadata_rebuilds, c.stats.rebuilds),
+                ] {
+                    counter.inc_by(total.saturating_sub(counter.get()));
+                }
+            }
+            None => {
+                self.metadata_offset.set(-1);
+            }
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -256,9 +256,15 @@ pub const RELAYED_GROUP_APIS: [ApiKey; 9] = [
 /// co-located broker (our node id) is given logferry's own address, the one logferry's
 /// Metadata shows for that id, so every client stack keeps one address per node id (see
 /// `docs/cluster-and-security.md` §5.4) and the group traffic comes back through logferry.
-/// Another broker as coordinator is answered COORDINATOR_NOT_AVAILABLE: no logferry of this
-/// process speaks for it (that is the fleet's job).
-pub fn relayed_response(meta: &RequestMeta, body: Bytes, config: &ServeConfig) -> Result<Bytes, String> {
+/// Another broker as coordinator is given the address of the logferry beside it when the fleet
+/// shows that node (`fleet`), else answered COORDINATOR_NOT_AVAILABLE: no known logferry speaks
+/// for it.
+pub fn relayed_response(
+    meta: &RequestMeta,
+    body: Bytes,
+    config: &ServeConfig,
+    fleet: Option<&std::collections::BTreeMap<i32, crate::cluster::fleet::Node>>,
+) -> Result<Bytes, String> {
     if meta.api_key != ApiKey::FindCoordinator {
         return Ok(body);
     }
@@ -270,6 +276,9 @@ pub fn relayed_response(meta: &RequestMeta, body: Bytes, config: &ServeConfig) -
         ResponseHeader::decode(&mut b, header_version).map_err(|e| format!("relayed FindCoordinator header: {e}"))?;
     let mut r = FindCoordinatorResponse::decode(&mut b, v).map_err(|e| format!("relayed FindCoordinator: {e}"))?;
     let here = |node: i32| node == config.node_id;
+    let peer = |node: i32| {
+        fleet.and_then(|f| f.get(&node)).map(|n| (StrBytes::from_string(n.host.clone()), i32::from(n.port)))
+    };
     let other = "the group's coordinator is another broker; this logferry relays only to its co-located broker";
     let host = StrBytes::from_string(config.advertised_host.clone());
     if v >= 4 {
@@ -280,6 +289,9 @@ pub fn relayed_response(meta: &RequestMeta, body: Bytes, config: &ServeConfig) -
             if here(c.node_id.0) {
                 c.host = host.clone();
                 c.port = config.advertised_port;
+            } else if let Some((h, p)) = peer(c.node_id.0) {
+                c.host = h;
+                c.port = p;
             } else {
                 c.error_code = error_code::COORDINATOR_NOT_AVAILABLE;
                 c.error_message = Some(StrBytes::from_static_str(other));
@@ -292,6 +304,9 @@ pub fn relayed_response(meta: &RequestMeta, body: Bytes, config: &ServeConfig) -
         if here(r.node_id.0) {
             r.host = host;
             r.port = config.advertised_port;
+        } else if let Some((h, p)) = peer(r.node_id.0) {
+            r.host = h;
+            r.port = p;
         } else {
             r.error_code = error_code::COORDINATOR_NOT_AVAILABLE;
             if v >= 1 {
@@ -641,25 +656,35 @@ mod tests {
                 .with_host(StrBytes::from_static_str("other"))
                 .with_port(9092),
         ]);
-        let out = decode(4, relayed_response(&meta(4), broker_answer(4, &r), &config).unwrap());
+        let out = decode(4, relayed_response(&meta(4), broker_answer(4, &r), &config, None).unwrap());
         assert_eq!(
             (out.coordinators[0].node_id.0, out.coordinators[0].host.as_str(), out.coordinators[0].port),
             (1, "ferry.local", 9192)
         );
         assert_eq!(out.coordinators[1].error_code, error_code::COORDINATOR_NOT_AVAILABLE);
+        // In a fleet that shows node 2, its coordinator is the logferry beside it.
+        let nodes = std::collections::BTreeMap::from([(
+            2,
+            crate::cluster::fleet::Node { id: 2, host: "ferry2".into(), port: 9193, rack: None },
+        )]);
+        let out = decode(4, relayed_response(&meta(4), broker_answer(4, &r), &config, Some(&nodes)).unwrap());
+        assert_eq!(
+            (out.coordinators[1].error_code, out.coordinators[1].host.as_str(), out.coordinators[1].port),
+            (error_code::NONE, "ferry2", 9193)
+        );
         // v0–3: one coordinator.
         for v in 0..4 {
             let r = FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(1))
                 .with_host(StrBytes::from_static_str("broker"))
                 .with_port(9092);
-            let out = decode(v, relayed_response(&meta(v), broker_answer(v, &r), &config).unwrap());
+            let out = decode(v, relayed_response(&meta(v), broker_answer(v, &r), &config, None).unwrap());
             assert_eq!((out.node_id.0, out.host.as_str(), out.port), (1, "ferry.local", 9192));
         }
         // Other APIs pass through byte for byte.
         let body = Bytes::from_static(b"\0\0\0\x2aanything");
         let join = RequestMeta { api_key: ApiKey::JoinGroup, api_version: 9, correlation_id: 42, client_id: None };
-        assert_eq!(relayed_response(&join, body.clone(), &config).unwrap(), body);
+        assert_eq!(relayed_response(&join, body.clone(), &config, None).unwrap(), body);
     }
 
     #[test]

@@ -174,6 +174,20 @@ pub struct Counters {
     pub requests_refused_memory: u64,
 }
 
+/// The fleet's shown nodes, for rewriting a relayed FindCoordinator (other requests: none).
+fn fleet_nodes(
+    tailer: &Tailer,
+    config: &ServeConfig,
+    meta: &protocol::RequestMeta,
+) -> Option<std::collections::BTreeMap<i32, crate::cluster::fleet::Node>> {
+    if meta.api_key != kafka_protocol::messages::ApiKey::FindCoordinator {
+        return None;
+    }
+    let image = tailer.view.cluster.as_ref().map(|c| &c.image).filter(|i| !i.brokers.is_empty())?;
+    let port = u16::try_from(config.advertised_port).unwrap_or(0);
+    Some(crate::cluster::fleet::Fleet::new(image, &config.fleet, config.node_id, &config.advertised_host, port).nodes)
+}
+
 pub struct Server {
     poll: Poll,
     listener: TcpListener,
@@ -1053,7 +1067,12 @@ impl Server {
                     let body = Bytes::copy_from_slice(&r.rbuf[4..n]);
                     r.rbuf.drain(..n);
                     match std::mem::replace(&mut c.state, ConnState::Reading) {
-                        ConnState::Relaying(meta) => match protocol::relayed_response(&meta, body, &self.config) {
+                        ConnState::Relaying(meta) => match protocol::relayed_response(
+                            &meta,
+                            body,
+                            &self.config,
+                            fleet_nodes(&self.tailer, &self.config, &meta).as_ref(),
+                        ) {
                             Ok(body) => {
                                 let mut framed = BytesMut::with_capacity(body.len() + 4);
                                 framed.put_i32(body.len() as i32);

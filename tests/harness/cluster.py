@@ -99,8 +99,14 @@ class Cluster:
             raise RuntimeError(f"delete topic {topic} failed: {r.stdout}{r.stderr}")
 
     def stop(self):
-        for n in self.nodes:
-            n.stop()
+        # SIGTERM to every node first: a node stopped after the others lost the quorum waits
+        # for it in its controlled shutdown.
+        import threading
+        threads = [threading.Thread(target=n.stop) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
     def __enter__(self):
         return self.start()

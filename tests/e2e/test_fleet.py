@@ -1,0 +1,242 @@
+"""The fleet: a real 3-node Kafka 4.4 cluster (KRaft, replication factor 2, so no broker holds
+every partition) with one logferry beside each broker, each following its broker's metadata log.
+Consumers of every stack bootstrap from ONE logferry and must read every partition of every topic
+exactly as they read it from the brokers; topics created and deleted on the cluster show up in
+logferry's Metadata within a second; a broker SIGKILLed mid-read moves its leaders and the fleet
+follows. The cluster and the fleet are started once for the module."""
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+import broker  # noqa: E402
+import clients  # noqa: E402
+import cluster as kcluster  # noqa: E402
+from conftest import wait_for  # noqa: E402
+from ferry import Ferry  # noqa: E402
+
+CLIENTS = ["kcat", "java", "franz-go", "kafka-python"]
+# topic -> (workload, records, replica assignment): every broker lacks some partition.
+TOPICS = {
+    "fleet-plain": ("plain", 3000, [[1, 2], [2, 3], [3, 1]]),
+    "fleet-txn": ("txn", 400, [[2, 1], [3, 2], [1, 3]]),
+    "fleet-grouped": ("grouped", 1800, [[1, 2], [2, 3], [3, 1], [1, 3], [2, 1], [3, 2]]),
+}
+
+
+def metadata(bootstrap, timeout_s=5):
+    """A raw Metadata v1 request for all topics: ({node: (host, port)}, {topic: {partition:
+    (error, leader)}}). No client library in between, so nothing is cached."""
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as s:
+        body = struct.pack(">hhih", 3, 1, 7, 4) + b"test" + struct.pack(">i", -1)
+        s.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        b = memoryview(_recv(s, size))
+    at = 4  # correlation id
+
+    def i32():
+        nonlocal at
+        v = struct.unpack_from(">i", b, at)[0]
+        at += 4
+        return v
+
+    def i16():
+        nonlocal at
+        v = struct.unpack_from(">h", b, at)[0]
+        at += 2
+        return v
+
+    def string():
+        nonlocal at
+        n = i16()
+        if n < 0:
+            return None
+        v = bytes(b[at:at + n]).decode()
+        at += n
+        return v
+
+    nodes = {}
+    for _ in range(i32()):
+        node, h, p, _rack = i32(), string(), i32(), string()
+        nodes[node] = (h, p)
+    i32()  # controller
+    topics = {}
+    for _ in range(i32()):
+        _err, name = i16(), string()
+        at += 1  # is_internal
+        parts = {}
+        for _ in range(i32()):
+            perr, index, leader = i16(), i32(), i32()
+            for _ in range(2):  # replicas, isr
+                for _ in range(i32()):
+                    i32()
+            parts[index] = (perr, leader)
+        topics[name] = parts
+    return nodes, topics
+
+
+def _recv(s, n):
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("closed")
+        out += chunk
+    return out
+
+
+class Fleet:
+    def __init__(self, c, tmp):
+        self.cluster = c
+        ports = {n.node_id: broker.free_port() for n in c.nodes}
+        self.ports = ports
+        self.ferries = {}
+        for n in c.nodes:
+            peers = [a for i, p in ports.items() if i != n.node_id for a in ("--peer", f"{i}=127.0.0.1:{p}")]
+            self.ferries[n.node_id] = Ferry([], extra=["--broker-config", n.conf, *peers],
+                                            listen=f"127.0.0.1:{ports[n.node_id]}",
+                                            state_dir=os.path.join(tmp, f"state{n.node_id}"))
+
+    def bootstrap(self, node_id):
+        return self.ferries[node_id].bootstrap
+
+    def stop(self):
+        for f in self.ferries.values():
+            f.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("fleet"))
+    c = kcluster.Cluster(tmp)
+    c.start()
+    f = None
+    try:
+        committed, written = {}, {}
+        for i, (topic, (workload, count, assignment)) in enumerate(TOPICS.items()):
+            c.create_topic(topic, assignment, {"segment.bytes": str(1024 * 1024)})
+            committed[topic], aborted = clients.produce(c.bootstrap, workload, topic, count, seed=40 + i)
+            written[topic] = sorted(committed[topic] + aborted)
+        # The cluster creates __consumer_offsets on a group's first FindCoordinator; logferry
+        # cannot create topics, so one group consumer against the brokers makes it exist.
+        from kafka import KafkaConsumer
+        k = KafkaConsumer("fleet-plain", bootstrap_servers=c.bootstrap, group_id="fleet-init",
+                          auto_offset_reset="earliest", consumer_timeout_ms=3000)
+        list(k)
+        k.commit()
+        k.close()
+        f = Fleet(c, tmp)
+        f.committed = committed
+        f.written = written  # what read_uncommitted sees: aborted transactions too
+        yield f
+    finally:
+        if f is not None:
+            f.stop()
+        c.stop()
+
+
+def wait_same_end_offsets(fleet, topic, via, timeout_s=30):
+    want = clients.end_offsets(fleet.cluster.bootstrap, topic)
+    wait_for(lambda: clients.end_offsets(via, topic) == want, timeout_s,
+             f"logferry's end offsets of {topic} to match the cluster's {want}",
+             lambda: str(clients.end_offsets(via, topic)))
+
+
+def test_metadata_shows_the_whole_cluster_from_every_instance(fleet):
+    answers = [metadata(fleet.bootstrap(n)) for n in (1, 2, 3)]
+    nodes, topics = answers[0]
+    assert nodes == {n: ("127.0.0.1", p) for n, p in fleet.ports.items()}, "the brokers are the fleet's instances"
+    for topic, (_, _, assignment) in TOPICS.items():
+        assert sorted(topics[topic]) == list(range(len(assignment))), f"{topic}: every partition"
+        for p, (err, leader) in topics[topic].items():
+            assert err == 0 and leader in assignment[p], (topic, p, err, leader)
+    for other in answers[1:]:
+        assert other == answers[0], "every instance gives the same answer"
+    # Each instance holds only some partitions: those it lacks are still listed.
+    local = {d for d in os.listdir(fleet.cluster.node(1).log_dir) if d.startswith("fleet-plain-")}
+    assert len(local) == 2 and len(topics["fleet-plain"]) == 3
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_every_partition_read_through_one_instance(fleet, client):
+    via = fleet.bootstrap(1)
+    for topic in TOPICS:
+        wait_same_end_offsets(fleet, topic, via)
+        for isolation, want in (("read_uncommitted", fleet.written), ("read_committed", fleet.committed)):
+            if isolation == "read_committed" and topic != "fleet-txn":
+                continue
+            got = clients.consume(client, via, topic, isolation=isolation)
+            # One broker address: the franz-go harness program takes a single seed.
+            from_brokers = clients.consume(client, fleet.cluster.node(1).bootstrap, topic, isolation=isolation)
+            assert got == from_brokers, f"{client} {topic} {isolation}: logferry and the brokers differ"
+            assert got == clients.expected_for(client, want[topic]), f"{client} {topic} {isolation}"
+
+
+def test_a_group_through_one_instance_splits_every_partition(fleet, tmp_path):
+    topic = "fleet-grouped"
+    via = fleet.bootstrap(2)
+    members = [clients.GroupMember(c, via, topic, "fleet-group", str(tmp_path / f"{c}.out"))
+               for c in ("java", "franz-go", "kafka-python")]
+    want = set(clients.expected_for("java", fleet.written[topic]))
+    try:
+        def seen():
+            return set().union(*(set(m.lines()) for m in members))
+        wait_for(lambda: want <= seen(), 120, "the group to consume every record of every partition",
+                 lambda: "\n".join(f"{m.client}: {len(m.lines())} lines, alive {m.alive()}\n{m.stderr_tail()}"
+                                   for m in members))
+        assert seen() == want, "nothing invented"
+        assert sum(1 for m in members if m.lines()) >= 2, "the partitions were split between members"
+    finally:
+        for m in members:
+            m.stop()
+
+
+def test_topics_created_and_deleted_on_the_cluster_follow_within_a_second(fleet):
+    via = fleet.bootstrap(3)
+    fleet.cluster.create_topic("fleet-new", [[1, 2], [2, 3]])
+    t0 = time.monotonic()
+    wait_for(lambda: "fleet-new" in metadata(via)[1], 5, "fleet-new in logferry's Metadata")
+    appeared = time.monotonic() - t0
+    fleet.cluster.delete_topic("fleet-new")
+    t0 = time.monotonic()
+    wait_for(lambda: "fleet-new" not in metadata(via)[1], 5, "fleet-new gone from logferry's Metadata")
+    gone = time.monotonic() - t0
+    assert appeared < 1.0 and gone < 1.0, f"appeared after {appeared:.3f}s, gone after {gone:.3f}s"
+
+
+def test_a_broker_killed_mid_read_moves_its_leaders_and_nothing_is_lost(fleet):
+    topic = "fleet-plain"
+    via = fleet.bootstrap(1)
+    results = {}
+
+    def read():
+        try:
+            results["java"] = clients.consume("java", via, topic, timeout_s=120)
+        except Exception as e:  # noqa: BLE001 - reported below
+            results["error"] = e
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(1.0)
+    fleet.cluster.node(3).kill()
+    try:
+        wait_for(lambda: all(leader != 3 for parts in metadata(via)[1].values() for _, leader in parts.values()),
+                 30, "every leader to move off the killed broker 3",
+                 lambda: str(metadata(via)))
+        reader.join(180)
+        assert "error" not in results, results.get("error")
+        assert results["java"] == clients.expected_for("java", fleet.written[topic]), "nothing lost, nothing invented"
+        for client in ("kcat", "kafka-python"):
+            got = clients.consume(client, via, topic)
+            assert got == clients.expected_for(client, fleet.written[topic]), client
+        assert fleet.ferries[3].proc.poll() is None, "the dead broker's logferry is still running"
+        nodes, _ = metadata(fleet.bootstrap(3))
+        assert 3 in nodes and set(nodes) == {1, 2, 3}
+    finally:
+        fleet.cluster.node(3).start(timeout_s=120)
