@@ -77,3 +77,24 @@ fn batch_scan_corpus() {
         }
     }
 }
+
+#[test]
+fn metadata_log_corpus() {
+    use logferry::cluster::{records as mdrec, MetadataLog, METADATA_DIR_NAME};
+    let inputs = files("fuzz/corpus/metadata_log");
+    assert!(inputs.len() > 10);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(METADATA_DIR_NAME);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("00000000000000000000.log");
+    for path in inputs {
+        let data = std::fs::read(&path).unwrap();
+        let _ = mdrec::decode(&data);
+        std::fs::write(&log, &data[..data.len() / 2]).unwrap();
+        let mut m = MetadataLog::open(&dir).unwrap();
+        std::fs::write(&log, &data).unwrap();
+        m.refresh().unwrap();
+        std::fs::write(&log, &data[..data.len() / 3]).unwrap();
+        m.refresh().unwrap();
+    }
+}
