@@ -66,6 +66,8 @@ pub struct PartitionAnswer {
     /// The transaction walk behind the aborted list has more to do: answer now so the next
     /// request continues it, instead of parking on a bound that only that walk can raise.
     pub walk_pending: bool,
+    /// KIP-392: the node the consumer should fetch this partition from instead (−1: here).
+    pub preferred_read_replica: i32,
 }
 
 impl PartitionAnswer {
@@ -79,6 +81,7 @@ impl PartitionAnswer {
             aborted: None,
             records: None,
             walk_pending: false,
+            preferred_read_replica: -1,
         }
     }
 
@@ -103,8 +106,9 @@ pub struct FetchAnswer {
     pub bytes: u64,
     /// Some partition had an error: answer now, do not park.
     pub any_error: bool,
-    /// Some partition's transaction walk is not done (see [`PartitionAnswer::walk_pending`]).
-    pub walk_pending: bool,
+    /// Answer now, do not park: a partition's transaction walk is not done (see
+    /// [`PartitionAnswer::walk_pending`]), or a partition is sent to another replica (KIP-392).
+    pub answer_now: bool,
 }
 
 pub fn handle(meta: RequestMeta, req: FetchRequest, ctx: &mut Context<'_>, now: Instant) -> Outcome {
@@ -118,7 +122,7 @@ pub fn handle(meta: RequestMeta, req: FetchRequest, ctx: &mut Context<'_>, now: 
     let answer = plan(&meta, &req, ctx);
     let wait_ms = u64::try_from(req.max_wait_ms).unwrap_or(0).min(ctx.config.fetch_wait_ms_max);
     if answer.any_error
-        || answer.walk_pending
+        || answer.answer_now
         || wait_ms == 0
         || count == 0
         || answer.bytes >= u64::try_from(req.min_bytes.max(0)).unwrap_or(0)
@@ -133,7 +137,7 @@ pub fn handle(meta: RequestMeta, req: FetchRequest, ctx: &mut Context<'_>, now: 
 pub fn retry(parked: &Parked, ctx: &mut Context<'_>, now: Instant) -> Option<WritePlan> {
     let answer = plan(&parked.meta, &parked.req, ctx);
     let enough = answer.bytes >= u64::try_from(parked.req.min_bytes.max(0)).unwrap_or(0);
-    (enough || answer.any_error || answer.walk_pending || now >= parked.deadline).then(|| encode(&parked.meta, &answer))
+    (enough || answer.any_error || answer.answer_now || now >= parked.deadline).then(|| encode(&parked.meta, &answer))
 }
 
 fn topic_name_of(
@@ -149,7 +153,16 @@ fn topic_name_of(
 }
 
 fn topic_ids(ctx: &Context<'_>) -> BTreeMap<uuid::Uuid, String> {
-    metadata::topics(ctx).into_iter().map(|(name, (id, _))| (metadata::topic_uuid(&id), name)).collect()
+    let mut ids: BTreeMap<uuid::Uuid, String> =
+        metadata::topics(ctx).into_iter().map(|(name, (id, _))| (metadata::topic_uuid(&id), name)).collect();
+    // In a fleet, clients hold the cluster's topic ids (from Metadata); a partition dir whose
+    // `partition.metadata` is not written yet only has a derived id locally.
+    if let Some(c) = &ctx.view.cluster {
+        for t in c.image.topics.values() {
+            ids.insert(metadata::topic_uuid(&t.id), t.name.clone());
+        }
+    }
+    ids
 }
 
 fn requested_partitions(req: &FetchRequest, ctx: &Context<'_>) -> Vec<TopicPartition> {
@@ -177,6 +190,7 @@ pub fn plan(meta: &RequestMeta, req: &FetchRequest, ctx: &mut Context<'_>) -> Fe
         return answer;
     }
     let read_committed = req.isolation_level == 1;
+    let client_rack = (version >= 11).then_some(req.rack_id.as_str()).filter(|r| !r.is_empty());
     let mut limit = u64::try_from(req.max_bytes.max(0)).unwrap_or(0).min(ctx.config.response_bytes_max);
     let mut min_one_message = true;
     let ids = if version >= 13 { topic_ids(ctx) } else { BTreeMap::new() };
@@ -196,12 +210,21 @@ pub fn plan(meta: &RequestMeta, req: &FetchRequest, ctx: &mut Context<'_>) -> Fe
             };
             let tp = TopicPartition { topic: name.clone(), partition: p.partition };
             let partition_limit = u64::try_from(p.partition_max_bytes.max(0)).unwrap_or(0).min(limit);
-            let a = read_partition(ctx, &tp, p, read_committed, partition_limit, min_one_message);
+            let mut a = read_partition(ctx, &tp, p, read_committed, partition_limit, min_one_message);
+            if let Some(node) = client_rack.and_then(|rack| preferred_read_replica(ctx, &tp, rack)) {
+                if a.error_code == error_code::NONE {
+                    // The broker's answer with a preferred replica: offsets, no records, at once
+                    // (a long poll here would only delay the move).
+                    a.records = None;
+                    a.preferred_read_replica = node;
+                    answer.answer_now = true;
+                }
+            }
             if a.error_code != error_code::NONE {
                 answer.any_error = true;
                 ctx.errors.push(a.error_code);
             }
-            answer.walk_pending |= a.walk_pending;
+            answer.answer_now |= a.walk_pending;
             let n = a.record_bytes();
             if n > 0 {
                 min_one_message = false;
@@ -216,6 +239,27 @@ pub fn plan(meta: &RequestMeta, req: &FetchRequest, ctx: &mut Context<'_>) -> Fe
 }
 
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+
+/// KIP-392 (fetch from the closest replica): when this instance leads `tp` in the fleet and is
+/// not in the consumer's rack, the lowest-id in-sync replica whose instance is live, shown and in
+/// that rack. That instance serves its own replica up to its own bound. `None`: fetch here.
+fn preferred_read_replica(ctx: &Context<'_>, tp: &TopicPartition, rack: &str) -> Option<i32> {
+    let fleet = ctx.fleet()?;
+    let me = ctx.config.node_id;
+    if fleet.nodes.get(&me).and_then(|n| n.rack.as_deref()) == Some(rack) {
+        return None;
+    }
+    let p = fleet.image.partition(&tp.topic, tp.partition)?;
+    if fleet.leader(p, ctx.view.partitions.contains_key(tp)) != Some(me) {
+        return None;
+    }
+    p.isr
+        .iter()
+        .copied()
+        .filter(|&r| r != me && fleet.image.is_live(r))
+        .filter(|r| fleet.nodes.get(r).and_then(|n| n.rack.as_deref()) == Some(rack))
+        .min()
+}
 
 fn read_partition(
     ctx: &mut Context<'_>,
@@ -245,6 +289,7 @@ fn read_partition(
         aborted: read_committed.then(Vec::new),
         records: None,
         walk_pending: false,
+        preferred_read_replica: -1,
     };
     let offset = p.fetch_offset;
     if offset < b.log_start || offset > b.log_end {
@@ -392,7 +437,7 @@ pub fn encode(meta: &RequestMeta, answer: &FetchAnswer) -> WritePlan {
                 }
             }
             if v >= 11 {
-                buf.put_i32(-1); // preferred read replica
+                buf.put_i32(p.preferred_read_replica);
             }
             put_len(&mut buf, p.record_bytes() as usize, flexible);
             if let Some((file, position, len)) = &p.records {
@@ -481,6 +526,11 @@ mod tests {
                             .with_high_watermark(p.high_watermark)
                             .with_last_stable_offset(p.last_stable_offset)
                             .with_log_start_offset(p.log_start_offset)
+                            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(if version >= 11 {
+                                p.preferred_read_replica
+                            } else {
+                                -1
+                            }))
                             .with_aborted_transactions(p.aborted.as_ref().map(|l| {
                                 l.iter()
                                     .map(|&(pid, first)| {
@@ -533,6 +583,8 @@ mod tests {
             aborted,
             records: records.map(|(p, l)| (Rc::clone(&f), p, l)),
             walk_pending: false,
+            // One partition redirected (KIP-392), so the field's framing is checked too.
+            preferred_read_replica: if i == 1 { 3 } else { -1 },
         };
         let answer = FetchAnswer {
             error_code: 0,
@@ -555,7 +607,7 @@ mod tests {
             ],
             bytes: 0,
             any_error: false,
-            walk_pending: false,
+            answer_now: false,
         };
         for version in 4..=18 {
             let meta =
@@ -580,7 +632,7 @@ mod tests {
             topics: vec![],
             bytes: 0,
             any_error: true,
-            walk_pending: false,
+            answer_now: false,
         };
         for version in 7..=18 {
             let meta = RequestMeta { api_key: ApiKey::Fetch, api_version: version, correlation_id: 1, client_id: None };

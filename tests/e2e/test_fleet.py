@@ -26,6 +26,8 @@ TOPICS = {
     "fleet-plain": ("plain", 3000, [[1, 2], [2, 3], [3, 1]]),
     "fleet-txn": ("txn", 400, [[2, 1], [3, 2], [1, 3]]),
     "fleet-grouped": ("grouped", 1800, [[1, 2], [2, 3], [3, 1], [1, 3], [2, 1], [3, 2]]),
+    # Led by broker 1, in sync on 2: for fetching from the closest replica (KIP-392).
+    "fleet-rack": ("plain", 600, [[1, 2], [1, 2], [1, 2]]),
 }
 
 
@@ -99,9 +101,12 @@ class Fleet:
         self.ferries = {}
         for n in c.nodes:
             peers = [a for i, p in ports.items() if i != n.node_id for a in ("--peer", f"{i}=127.0.0.1:{p}")]
-            self.ferries[n.node_id] = Ferry([], extra=["--broker-config", n.conf, *peers],
+            metrics = broker.free_port()
+            self.ferries[n.node_id] = Ferry([], extra=["--broker-config", n.conf, *peers,
+                                                       "--metrics-listen", f"127.0.0.1:{metrics}"],
                                             listen=f"127.0.0.1:{ports[n.node_id]}",
                                             state_dir=os.path.join(tmp, f"state{n.node_id}"))
+            self.ferries[n.node_id].metrics = f"127.0.0.1:{metrics}"
 
     def bootstrap(self, node_id):
         return self.ferries[node_id].bootstrap
@@ -115,6 +120,8 @@ class Fleet:
 def fleet(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("fleet"))
     c = kcluster.Cluster(tmp)
+    for n in c.nodes:
+        n.extra["broker.rack"] = f"rack{n.node_id}"
     c.start()
     f = None
     try:
@@ -195,6 +202,33 @@ def test_a_group_through_one_instance_splits_every_partition(fleet, tmp_path):
     finally:
         for m in members:
             m.stop()
+
+
+def fetches(ferry):
+    import urllib.request
+    with urllib.request.urlopen(f"http://{ferry.metrics}/metrics", timeout=10) as r:
+        return sum(float(l.split()[-1]) for l in r.read().decode().splitlines()
+                   if l.startswith("logferry_requests_total{") and 'api="Fetch"' in l)
+
+
+def test_a_consumer_in_another_rack_is_sent_to_its_rack_replica(fleet):
+    """KIP-392: kcat with client.rack=rack2 bootstraps from node 1's logferry; the partitions are
+    led by broker 1 and in sync on broker 2, so node 1's logferry names node 2 as the preferred
+    read replica and the records come from node 2's logferry, the same records."""
+    topic = "fleet-rack"
+    via = fleet.bootstrap(1)
+    wait_same_end_offsets(fleet, topic, via)
+    wait_same_end_offsets(fleet, topic, fleet.bootstrap(2))
+    before = fetches(fleet.ferries[2])
+    out = clients._run("kcat", ["kcat", "-C", "-b", via, "-t", topic, "-q", "-o", "beginning", "-e",
+                                "-X", "client.rack=rack2", "-f", clients.KCAT_FORMAT], 90)
+    got = clients.parse_kcat(out)
+    assert got == clients.expected_for("kcat", fleet.written[topic])
+    assert fetches(fleet.ferries[2]) > before, "the rack-2 consumer fetched from node 2's logferry"
+    # Without a rack the leader's instance serves it and node 2's sees no fetch.
+    before = fetches(fleet.ferries[2])
+    assert clients.consume("kcat", via, topic) == got
+    assert fetches(fleet.ferries[2]) == before
 
 
 def test_topics_created_and_deleted_on_the_cluster_follow_within_a_second(fleet):

@@ -798,6 +798,11 @@ fn a_fleet_instance_presents_the_cluster_of_its_metadata_log() {
     assert!(ok.responses[0].partitions[0].records.as_ref().is_some_and(|r| !r.is_empty()));
     assert_eq!(c.call(12, &fetch_req("spread", uuid::Uuid::nil(), 0, 0, 0)).responses[0].partitions[0].error_code, 6);
     assert_eq!(c.call(12, &fetch_req("nope", uuid::Uuid::nil(), 0, 0, 0)).responses[0].partitions[0].error_code, 3);
+    // Fetch v13+ names topics by the ids Metadata gave: the cluster's, even where the local
+    // partition.metadata says otherwise (here it is the fixture's plain id).
+    let by_id = c.call(13, &fetch_req("", spread.topic_id, 1, 0, 0));
+    assert_eq!(by_id.responses[0].partitions[0].error_code, 0);
+    assert!(by_id.responses[0].partitions[0].records.as_ref().is_some_and(|r| !r.is_empty()));
     // Leader epochs are the cluster's: spread-1 is at epoch 0; 1 is unknown here, -1 skips.
     let mut req = fetch_req("spread", uuid::Uuid::nil(), 1, 0, 0);
     req.topics[0].partitions[0].current_leader_epoch = 1;
