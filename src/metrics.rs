@@ -49,6 +49,7 @@ pub struct Metrics {
     pub request_memory_waits: Counter,
     pub requests_refused_memory: Counter,
     metadata_offset: Gauge,
+    metadata_commit_bound: Gauge,
     metadata_brokers: Gauge,
     metadata_partitions: Gauge,
     metadata_records_unknown: Counter,
@@ -89,6 +90,7 @@ impl Metrics {
             buffered_request_bytes: Gauge::default(),
             upstream_connected: Gauge::default(),
             metadata_offset: Gauge::default(),
+            metadata_commit_bound: Gauge::default(),
             metadata_brokers: Gauge::default(),
             metadata_partitions: Gauge::default(),
             metadata_records_unknown: Counter::default(),
@@ -162,6 +164,11 @@ impl Metrics {
             "metadata_offset",
             "Next offset of the KRaft metadata log to apply (-1 without a metadata log)",
             m.metadata_offset.clone(),
+        );
+        registry.register(
+            "metadata_commit_bound",
+            "The metadata quorum's high watermark the image is held below (-1: not known, complete batches)",
+            m.metadata_commit_bound.clone(),
         );
         registry.register("metadata_brokers", "Brokers registered in the metadata image", m.metadata_brokers.clone());
         registry.register(
@@ -281,6 +288,7 @@ impl Metrics {
         match &view.cluster {
             Some(c) => {
                 self.metadata_offset.set(c.next_offset);
+                self.metadata_commit_bound.set(c.commit_bound.unwrap_or(-1));
                 self.metadata_brokers.set(c.image.brokers.len() as i64);
                 self.metadata_partitions.set(c.image.partition_count() as i64);
                 for (counter, total) in [

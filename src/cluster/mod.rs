@@ -9,14 +9,16 @@
 //! second), and rebuilds from scratch when the log was truncated under it (the last batch it
 //! applied is gone or different, or a snapshot newer than its position appeared).
 //!
-//! Committed records only (departure, documented): the files hold records the quorum has not
-//! committed yet, and nothing on disk says where the quorum's high watermark is
-//! (`docs/cluster-and-security.md` §1.5). This reader applies every complete, CRC-valid batch,
-//! and relies on detection instead: an uncommitted suffix that the broker truncates (a KRaft
-//! leader change with a diverging epoch) is noticed on the next refresh and the image rebuilt
-//! without it. On a healthy quorum records commit within milliseconds of being appended, so the
-//! window where an uncommitted leader change is shown is that short. Learning the committed
-//! offset from the co-located broker (DescribeQuorum) is the way to close it.
+//! Committed records only: the files hold records the quorum has not committed yet, and nothing
+//! on disk says where the quorum's high watermark is (`docs/cluster-and-security.md` §1.5).
+//! With `--upstream`, the co-located broker is asked (DescribeQuorum, see
+//! [`crate::server::upstream`]) and [`MetadataLog::commit_bound`] holds back every batch not
+//! wholly below that high watermark. Without it (or while the broker does not answer), this
+//! reader applies every complete, CRC-valid batch and relies on detection (a departure,
+//! documented): an uncommitted suffix that the broker truncates (a KRaft leader change with a
+//! diverging epoch) is noticed on the next refresh and the image rebuilt without it. On a
+//! healthy quorum records commit within milliseconds of being appended, so that is the window
+//! in which an uncommitted change can be shown.
 
 pub mod fleet;
 pub mod image;
@@ -108,6 +110,9 @@ pub struct MetadataLog {
     pub stats: Stats,
     /// Bumped whenever the image changes (not for NoOp records).
     pub generation: u64,
+    /// The metadata quorum's high watermark when known (learned from the co-located broker):
+    /// batches are applied only once wholly below it. `None`: every complete batch is applied.
+    pub commit_bound: Option<i64>,
     cursor: Option<Cursor>,
     /// Records of an open metadata transaction, with their offsets.
     txn: Option<Vec<MetadataRecord>>,
@@ -193,6 +198,7 @@ impl MetadataLog {
             snapshot: None,
             stats: Stats::default(),
             generation: 0,
+            commit_bound: None,
             cursor: None,
             txn: None,
         };
@@ -327,7 +333,9 @@ impl MetadataLog {
         let before = self.generation;
         let listing = list(&self.dir)?;
         let behind_snapshot = listing.snapshot.is_some_and(|s| s.end_offset > self.next_offset);
-        if behind_snapshot || !self.cursor_intact(&listing) {
+        // Applied before the quorum's high watermark was known, beyond it: start again below it.
+        let beyond_commit = self.commit_bound.is_some_and(|hw| self.next_offset > hw);
+        if behind_snapshot || beyond_commit || !self.cursor_intact(&listing) {
             log::info!(
                 "{}: metadata log truncated or replaced under the reader; rebuilding the image",
                 self.dir.display()
@@ -384,6 +392,12 @@ impl MetadataLog {
             loop {
                 match read_batch(&f, cursor.position, len).map_err(|e| MetadataLogError::Io(path.clone(), e))? {
                     BatchRead::Batch(b) => {
+                        if self.commit_bound.is_some_and(|hw| b.header.next_offset() > hw) {
+                            // Not committed yet: read again from here once the bound has
+                            // passed it (later segments are later still).
+                            self.cursor = Some(cursor);
+                            return Ok(());
+                        }
                         if b.header.last_offset() >= self.next_offset {
                             if !b.header.is_control() {
                                 self.apply_batch(&b, Some(self.next_offset));

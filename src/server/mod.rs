@@ -340,9 +340,12 @@ impl Server {
     /// Follows the high watermarks of the broker at `addr` (see [`upstream`]).
     pub fn set_upstream(&mut self, addr: SocketAddr) {
         let cluster = Some(self.config.cluster_id.clone());
+        let mut watcher = upstream::Watcher::new(cluster, Instant::now());
+        // With a metadata log followed, its committed offset comes from the broker too.
+        watcher.track_quorum = self.tailer.view.cluster.is_some();
         self.upstream = Some(UpstreamLink {
             addr,
-            watcher: upstream::Watcher::new(cluster, Instant::now()),
+            watcher,
             stream: None,
             out: Vec::new(),
             out_at: 0,
@@ -903,6 +906,15 @@ impl Server {
             }
         }
         self.metrics.upstream_connected.set(i64::from(u.watcher.live()));
+        // The metadata log is applied up to the quorum's high watermark while the broker says
+        // it; when it cannot (down, refused), up to its complete batches.
+        let bound = if u.watcher.live() { u.watcher.metadata_high_watermark } else { None };
+        if let Some(c) = self.tailer.view.cluster.as_mut() {
+            if c.commit_bound != bound {
+                c.commit_bound = bound;
+                self.tailer.refresh_metadata();
+            }
+        }
         moved_any
     }
 

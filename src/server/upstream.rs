@@ -25,6 +25,14 @@
 //!    └──────────── error, close, or a Fetch unanswered past WATCH_WAIT_MS + slack ────────┘
 //!                  (reconnect after a backoff that doubles from 100 ms to 5 s)
 //! ```
+//!
+//! With a metadata log followed (the fleet), the watcher also learns the metadata quorum's high
+//! watermark: between watch Fetches, at most every [`QUORUM_POLL`], a DescribeQuorum v0 for
+//! `__cluster_metadata-0` (the broker forwards it to the active controller; it needs CLUSTER
+//! DESCRIBE, `docs/cluster-and-security.md` §1.5), and the watch Fetch is held for at most
+//! [`QUORUM_WATCH_WAIT_MS`] so the poll keeps its pace on an idle cluster. The reader of the
+//! metadata log then applies only committed records. A broker that refuses DescribeQuorum
+//! (an error code) is not asked again on that connection.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -38,6 +46,11 @@ use crate::log::TopicPartition;
 
 /// How long the broker may hold the watch Fetch.
 pub const WATCH_WAIT_MS: i32 = 500;
+/// The watch Fetch's wait while the metadata quorum's high watermark is followed too.
+pub const QUORUM_WATCH_WAIT_MS: i32 = 200;
+/// Least time between two DescribeQuorum requests.
+pub const QUORUM_POLL: Duration = Duration::from_millis(100);
+const DESCRIBE_QUORUM_VERSION: i16 = 0;
 /// A request unanswered this long past its own wait means the broker is slow or stuck.
 const RESPONSE_SLACK: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -92,6 +105,7 @@ enum Pending {
     ApiVersions,
     Metadata,
     Fetch,
+    Quorum,
 }
 
 pub struct Watcher {
@@ -114,6 +128,13 @@ pub struct Watcher {
     pub refused: Option<UpstreamError>,
     pub reconnects: u64,
     pub responses: u64,
+    /// Follow the metadata quorum's high watermark (set when a metadata log is followed).
+    pub track_quorum: bool,
+    /// The metadata quorum's high watermark, from the last DescribeQuorum answer on this
+    /// connection (`None` while not known).
+    pub metadata_high_watermark: Option<i64>,
+    quorum_asked_at: Option<Instant>,
+    quorum_refused: bool,
 }
 
 /// A partition to watch: where to start when nothing was learned yet (a known-safe offset).
@@ -168,6 +189,18 @@ impl Watcher {
             refused: None,
             reconnects: 0,
             responses: 0,
+            track_quorum: false,
+            metadata_high_watermark: None,
+            quorum_asked_at: None,
+            quorum_refused: false,
+        }
+    }
+
+    fn watch_wait_ms(&self) -> i32 {
+        if self.track_quorum && !self.quorum_refused {
+            QUORUM_WATCH_WAIT_MS
+        } else {
+            WATCH_WAIT_MS
         }
     }
 
@@ -181,7 +214,9 @@ impl Watcher {
         match self.phase {
             Phase::Down { retry_at } if self.refused.is_none() => Some(retry_at),
             Phase::Down { .. } => None,
-            _ => self.in_flight.map(|(_, _, at)| at + Duration::from_millis(WATCH_WAIT_MS as u64) + RESPONSE_SLACK),
+            _ => self
+                .in_flight
+                .map(|(_, _, at)| at + Duration::from_millis(self.watch_wait_ms() as u64) + RESPONSE_SLACK),
         }
     }
 
@@ -212,6 +247,9 @@ impl Watcher {
         self.session_epoch = 0;
         self.sent.clear();
         self.reconnects += 1;
+        self.metadata_high_watermark = None;
+        self.quorum_asked_at = None;
+        self.quorum_refused = false;
     }
 
     /// True when a request may be sent now (connected, handshaking or watching, none in flight).
@@ -222,7 +260,7 @@ impl Watcher {
     /// True when the request in flight has waited past its deadline (a slow or stuck broker).
     pub fn timed_out(&self, now: Instant) -> bool {
         self.in_flight
-            .is_some_and(|(_, _, at)| now >= at + Duration::from_millis(WATCH_WAIT_MS as u64) + RESPONSE_SLACK)
+            .is_some_and(|(_, _, at)| now >= at + Duration::from_millis(self.watch_wait_ms() as u64) + RESPONSE_SLACK)
     }
 
     fn next_correlation(&mut self) -> i32 {
@@ -252,11 +290,27 @@ impl Watcher {
                 frame(&MetadataRequest::default().with_topics(Some(vec![])), METADATA_VERSION, corr),
                 Pending::Metadata,
             ),
+            Phase::Watching if self.quorum_due(now) => {
+                self.quorum_asked_at = Some(now);
+                let req = DescribeQuorumRequest::default().with_topics(vec![
+                    kafka_protocol::messages::describe_quorum_request::TopicData::default()
+                        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+                        .with_partitions(vec![
+                            kafka_protocol::messages::describe_quorum_request::PartitionData::default()
+                                .with_partition_index(0),
+                        ]),
+                ]);
+                (frame(&req, DESCRIBE_QUORUM_VERSION, corr), Pending::Quorum)
+            }
             Phase::Watching => (self.watch_fetch(watched, now, corr), Pending::Fetch),
             _ => return None,
         };
         self.in_flight = Some((corr, pending, now));
         Some(bytes)
+    }
+
+    fn quorum_due(&self, now: Instant) -> bool {
+        self.track_quorum && !self.quorum_refused && self.quorum_asked_at.is_none_or(|at| now >= at + QUORUM_POLL)
     }
 
     fn watch_fetch(&mut self, watched: &[Watched], now: Instant, corr: i32) -> Vec<u8> {
@@ -298,7 +352,7 @@ impl Watcher {
         }
         let req = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(WATCH_WAIT_MS)
+            .with_max_wait_ms(self.watch_wait_ms())
             .with_min_bytes(1)
             .with_max_bytes(1)
             .with_isolation_level(0)
@@ -366,6 +420,25 @@ impl Watcher {
                 }
                 self.phase = Phase::Watching;
                 self.backoff = BACKOFF_MIN;
+                Ok(Vec::new())
+            }
+            Pending::Quorum => {
+                let r: DescribeQuorumResponse = decode(body, DESCRIBE_QUORUM_VERSION, corr, "DescribeQuorum")?;
+                let p = r.topics.first().and_then(|t| t.partitions.first());
+                match (r.error_code, p) {
+                    (0, Some(p)) if p.error_code == 0 && p.high_watermark >= 0 => {
+                        self.metadata_high_watermark = Some(p.high_watermark);
+                    }
+                    (code, p) => {
+                        let code = if code != 0 { code } else { p.map_or(-1, |p| p.error_code) };
+                        log::warn!(
+                            "upstream: DescribeQuorum answered error {code}; the metadata log is followed without its \
+                             high watermark on this connection"
+                        );
+                        self.quorum_refused = true;
+                        self.metadata_high_watermark = None;
+                    }
+                }
                 Ok(Vec::new())
             }
             Pending::Fetch => {
@@ -530,6 +603,48 @@ mod tests {
         assert_eq!((f.session_id, f.session_epoch), (0, 0));
         let offsets: Vec<(i32, i64)> = f.topics[0].partitions.iter().map(|p| (p.partition, p.fetch_offset)).collect();
         assert!(offsets.contains(&(0, 10)) && offsets.contains(&(1, 4)), "{offsets:?}");
+    }
+
+    #[test]
+    fn the_metadata_quorum_high_watermark_is_polled_between_watch_fetches() {
+        use kafka_protocol::messages::describe_quorum_response::{PartitionData, TopicData};
+        let now = Instant::now();
+        let mut w = Watcher::new(Some("c".into()), now);
+        w.track_quorum = true;
+        handshake(&mut w, now, "c").unwrap();
+        let watched = vec![Watched { tp: tp(0), start: 0 }];
+        let quorum = |hw: i64, code: i16| {
+            DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+                .with_partitions(vec![PartitionData::default().with_error_code(code).with_high_watermark(hw)])])
+        };
+        // First: DescribeQuorum for __cluster_metadata-0.
+        let req = w.next_request(&watched, now).unwrap();
+        let (corr, q) = request_of::<DescribeQuorumRequest>(&req, 0);
+        assert_eq!(
+            (q.topics[0].topic_name.0.as_str(), q.topics[0].partitions[0].partition_index),
+            ("__cluster_metadata", 0)
+        );
+        w.on_response(response(corr, 0, &quorum(217, 0)), now).unwrap();
+        assert_eq!(w.metadata_high_watermark, Some(217));
+        // Then the watch Fetch, held shorter; the next DescribeQuorum only after QUORUM_POLL.
+        let req = w.next_request(&watched, now).unwrap();
+        let (corr, f) = request_of::<FetchRequest>(&req, 12);
+        assert_eq!(f.max_wait_ms, QUORUM_WATCH_WAIT_MS);
+        w.on_response(response(corr, 12, &fetch_answer(5, &[(0, 1, 0)])), now).unwrap();
+        let req = w.next_request(&watched, now).unwrap();
+        let (corr, _) = request_of::<FetchRequest>(&req, 12);
+        w.on_response(response(corr, 12, &fetch_answer(5, &[])), now).unwrap();
+        let later = now + QUORUM_POLL;
+        let req = w.next_request(&watched, later).unwrap();
+        let (corr, _) = request_of::<DescribeQuorumRequest>(&req, 0);
+        // A refusal (CLUSTER_AUTHORIZATION_FAILED) stops the polling, not the watch.
+        w.on_response(response(corr, 0, &quorum(-1, 31)), later).unwrap();
+        assert_eq!(w.metadata_high_watermark, None);
+        assert!(w.live());
+        let req = w.next_request(&watched, later + QUORUM_POLL).unwrap();
+        let (_, f) = request_of::<FetchRequest>(&req, 12);
+        assert_eq!(f.max_wait_ms, WATCH_WAIT_MS);
     }
 
     #[test]

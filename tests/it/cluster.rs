@@ -352,3 +352,24 @@ fn corrupt_and_garbage_metadata_logs_are_read_up_to_the_damage() {
     let err = MetadataLog::open(&tmp.path().join("nope")).err().unwrap().to_string();
     assert!(err.contains("nope"), "{err}");
 }
+
+#[test]
+fn a_commit_bound_holds_back_batches_until_the_quorum_has_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_metadata(tmp.path(), &[LOG]);
+    let mut m = MetadataLog::open(&dir).unwrap();
+    check_final_image(&m.image);
+    // The quorum's high watermark is learned below what was applied: rebuilt up to it.
+    m.commit_bound = Some(150);
+    assert!(m.refresh().unwrap());
+    assert!(m.next_offset <= 150, "{}", m.next_offset);
+    assert!(m.image.topic("other").is_some(), "its removal at offset 162 is not committed yet");
+    assert!(m.image.topic("late").is_none());
+    let held = m.next_offset;
+    assert!(!m.refresh().unwrap(), "nothing new below the bound");
+    assert_eq!(m.next_offset, held);
+    m.commit_bound = Some(217);
+    assert!(m.refresh().unwrap());
+    check_final_image(&m.image);
+    assert_eq!(m.next_offset, 217);
+}
