@@ -9,12 +9,16 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use logferry::cluster::{records, MetadataLog, METADATA_DIR_NAME};
 
+/// One directory for the whole run (a fresh one per input would cost more than the input).
 fn dir() -> &'static std::path::Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let d = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-    let m = d.path().join(METADATA_DIR_NAME);
-    std::fs::create_dir_all(&m).unwrap();
-    Box::leak(m.into_boxed_path())
+    static DIR: OnceLock<(tempfile::TempDir, std::path::PathBuf)> = OnceLock::new();
+    let (_, m) = DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join(METADATA_DIR_NAME);
+        std::fs::create_dir_all(&m).unwrap();
+        (d, m)
+    });
+    m
 }
 
 fuzz_target!(|data: &[u8]| {
