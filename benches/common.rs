@@ -47,7 +47,7 @@ pub fn records_of_v12(b: &[u8], corr: i32) -> &[u8] {
     &b[at..at + len]
 }
 
-pub fn put_varint(v: i64, out: &mut Vec<u8>) {
+fn put_varint(v: i64, out: &mut Vec<u8>) {
     let mut u = ((v << 1) ^ (v >> 63)) as u64;
     while u >= 0x80 {
         out.push((u as u8) | 0x80);
@@ -60,17 +60,29 @@ pub fn put_varint(v: i64, out: &mut Vec<u8>) {
 /// `fill`, timestamps one millisecond apart, with a correct CRC-32C.
 pub fn batch(base_offset: i64, count: i32, value_len: usize, fill: u8) -> Vec<u8> {
     let mut records = Vec::with_capacity(count as usize * (value_len + 16));
+    let value = vec![fill; value_len];
     for i in 0..i64::from(count) {
-        let mut body = vec![0u8];
-        put_varint(i, &mut body); // timestamp delta
-        put_varint(i, &mut body); // offset delta
-        put_varint(-1, &mut body); // null key
-        put_varint(value_len as i64, &mut body);
-        body.extend(std::iter::repeat_n(fill, value_len));
-        put_varint(0, &mut body); // no headers
-        put_varint(body.len() as i64, &mut records);
-        records.extend(body);
+        put_record(i, &value, &mut records);
     }
+    frame_batch(base_offset, count, &records)
+}
+
+/// Appends one record: null key, `value`, no headers, timestamp and offset delta `i`.
+pub fn put_record(i: i64, value: &[u8], records: &mut Vec<u8>) {
+    let mut body = vec![0u8];
+    put_varint(i, &mut body); // timestamp delta
+    put_varint(i, &mut body); // offset delta
+    put_varint(-1, &mut body); // null key
+    put_varint(value.len() as i64, &mut body);
+    body.extend_from_slice(value);
+    put_varint(0, &mut body); // no headers
+    put_varint(body.len() as i64, records);
+    records.extend(body);
+}
+
+/// The 61-byte magic 2 header (no producer, attributes 0) around `count` encoded `records`,
+/// with its CRC-32C.
+pub fn frame_batch(base_offset: i64, count: i32, records: &[u8]) -> Vec<u8> {
     let mut b = Vec::with_capacity(records.len() + 61);
     b.extend_from_slice(&base_offset.to_be_bytes());
     b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
@@ -85,7 +97,7 @@ pub fn batch(base_offset: i64, count: i32, value_len: usize, fill: u8) -> Vec<u8
     b.extend_from_slice(&(-1i16).to_be_bytes());
     b.extend_from_slice(&(-1i32).to_be_bytes());
     b.extend_from_slice(&count.to_be_bytes());
-    b.extend(records);
+    b.extend_from_slice(records);
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b

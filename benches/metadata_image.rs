@@ -113,35 +113,9 @@ fn leader_change(t: usize, p: i32, leader: i32) -> Vec<u8> {
 fn batch(base_offset: i64, values: &[Vec<u8>]) -> Vec<u8> {
     let mut records = Vec::new();
     for (i, v) in values.iter().enumerate() {
-        let mut body = vec![0u8];
-        common::put_varint(0, &mut body);
-        common::put_varint(i as i64, &mut body);
-        common::put_varint(-1, &mut body);
-        common::put_varint(v.len() as i64, &mut body);
-        body.extend_from_slice(v);
-        common::put_varint(0, &mut body);
-        common::put_varint(body.len() as i64, &mut records);
-        records.extend(body);
+        common::put_record(i as i64, v, &mut records);
     }
-    let count = values.len() as i32;
-    let mut b = Vec::new();
-    b.extend_from_slice(&base_offset.to_be_bytes());
-    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&1i32.to_be_bytes());
-    b.push(2);
-    b.extend_from_slice(&[0; 4]);
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&(count - 1).to_be_bytes());
-    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&count.to_be_bytes());
-    b.extend(records);
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
+    common::frame_batch(base_offset, values.len() as i32, &records)
 }
 
 fn pct(sorted: &[f64], q: f64) -> f64 {

@@ -75,6 +75,14 @@ impl<'a> Fleet<'a> {
         Fleet { image, self_id, nodes, all_down }
     }
 
+    /// The presentation for a server: this instance is `config`'s node at its advertised
+    /// address. `None` without a metadata log or before any broker registered.
+    pub fn of(cluster: Option<&'a super::MetadataLog>, config: &crate::protocol::ServeConfig) -> Option<Self> {
+        let image = cluster.map(|c| &c.image).filter(|i| !i.brokers.is_empty())?;
+        let port = u16::try_from(config.advertised_port).unwrap_or(0);
+        Some(Self::new(image, &config.fleet, config.node_id, &config.advertised_host, port))
+    }
+
     /// Where the logferry beside broker `id` listens, when known (not for this instance).
     pub fn address(image: &Image, config: &FleetConfig, id: i32) -> Option<(String, u16)> {
         if let Some(a) = config.peers.get(&id) {

@@ -25,7 +25,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 
 use super::{error_code, respond, Context, Outcome, RequestMeta};
-use crate::cluster::fleet::Node;
+use crate::cluster::fleet::{Fleet, Node};
 use crate::log::meta::Uuid;
 use crate::log::TopicPartition;
 
@@ -85,10 +85,9 @@ fn broker(n: &Node) -> MetadataResponseBroker {
 
 /// The fleet presentation (see [`crate::cluster::fleet`]): every topic and partition of the
 /// cluster, led by the instance beside its Kafka leader, with the cluster's leader epochs.
-fn fleet_response(meta: &RequestMeta, req: &MetadataRequest, ctx: &Context<'_>) -> Outcome {
+fn fleet_response(meta: &RequestMeta, req: &MetadataRequest, ctx: &Context<'_>, fleet: &Fleet<'_>) -> Outcome {
     let version = meta.api_version;
     let config = ctx.config;
-    let Some(fleet) = ctx.fleet() else { return Outcome::Close("internal: no fleet for a fleet answer".into()) };
     let brokers_ids = |ids: &[i32]| ids.iter().map(|&i| BrokerId(i)).collect::<Vec<_>>();
     let mut topics_out = Vec::new();
     let image = fleet.image;
@@ -140,8 +139,8 @@ fn fleet_response(meta: &RequestMeta, req: &MetadataRequest, ctx: &Context<'_>) 
 
 pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) -> Outcome {
     let version = meta.api_version;
-    if ctx.fleet().is_some() {
-        return fleet_response(meta, req, ctx);
+    if let Some(fleet) = ctx.fleet() {
+        return fleet_response(meta, req, ctx, &fleet);
     }
     let all = topics(ctx);
     let node = BrokerId(ctx.config.node_id);

@@ -382,15 +382,7 @@ impl Context<'_> {
 
     /// The fleet presentation, when a metadata log with registered brokers is followed.
     pub fn fleet(&self) -> Option<crate::cluster::fleet::Fleet<'_>> {
-        let image = self.view.cluster.as_ref().map(|c| &c.image).filter(|i| !i.brokers.is_empty())?;
-        let c = self.config;
-        Some(crate::cluster::fleet::Fleet::new(
-            image,
-            &c.fleet,
-            c.node_id,
-            &c.advertised_host,
-            u16::try_from(c.advertised_port).unwrap_or(0),
-        ))
+        crate::cluster::fleet::Fleet::of(self.view.cluster.as_ref(), self.config)
     }
 
     /// Whether this instance coordinates `group`: always without a fleet; in a fleet, when it is

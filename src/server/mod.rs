@@ -183,9 +183,7 @@ fn fleet_nodes(
     if meta.api_key != kafka_protocol::messages::ApiKey::FindCoordinator {
         return None;
     }
-    let image = tailer.view.cluster.as_ref().map(|c| &c.image).filter(|i| !i.brokers.is_empty())?;
-    let port = u16::try_from(config.advertised_port).unwrap_or(0);
-    Some(crate::cluster::fleet::Fleet::new(image, &config.fleet, config.node_id, &config.advertised_host, port).nodes)
+    crate::cluster::fleet::Fleet::of(tailer.view.cluster.as_ref(), config).map(|f| f.nodes)
 }
 
 pub struct Server {

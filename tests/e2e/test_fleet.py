@@ -19,7 +19,7 @@ import clients  # noqa: E402
 import cluster as kcluster  # noqa: E402
 from conftest import wait_for  # noqa: E402
 from ferry import Ferry  # noqa: E402
-from test_upstream import stable_with  # noqa: E402
+from test_upstream import metric, stable_with  # noqa: E402
 
 CLIENTS = ["kcat", "java", "franz-go", "kafka-python"]
 # topic -> (workload, records, replica assignment): every broker lacks some partition.
@@ -221,15 +221,6 @@ def test_a_group_through_one_instance_shares_every_partition(fleet, tmp_path):
     finally:
         for m in members:
             m.stop()
-
-
-def metric(ferry, name):
-    import urllib.request
-    with urllib.request.urlopen(f"http://{ferry.metrics}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(f"logferry_{name} ") or line.startswith(f"logferry_{name}_total "):
-                return float(line.split()[-1])
-    raise KeyError(name)
 
 
 def fetches(ferry):
