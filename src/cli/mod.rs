@@ -5,6 +5,7 @@
 //! flag or path. Subcommands live in their own modules and return an [`ExitCode`].
 
 pub mod dump;
+pub mod generate;
 pub mod serve;
 pub mod tail;
 pub mod verify;
@@ -12,11 +13,11 @@ pub mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 /// logferry: a read-only Kafka read replica. It tails the segment files of a broker's log
 /// directories (or a copy of them) and serves them to Kafka consumers.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 pub struct Cli {
     /// print the version and exit
     #[argh(switch)]
@@ -26,7 +27,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand)]
 // Parsed once at start-up; boxing the large variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -35,11 +36,12 @@ pub enum Command {
     Dump(DumpArgs),
     Tail(TailArgs),
     Verify(VerifyArgs),
+    Generate(GenerateArgs),
 }
 
 /// Serve Kafka consumers from log directories: Metadata, ListOffsets, OffsetForLeaderEpoch and
 /// Fetch (records sent with sendfile, long polling). Read-only: writes are refused.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "serve")]
 pub struct ServeArgs {
     /// a Kafka log directory to serve (repeat for several log.dirs entries)
@@ -190,7 +192,7 @@ pub struct ServeArgs {
 
 /// Print .log, .index, .timeindex and .txnindex files the way Kafka's kafka-dump-log.sh
 /// (DumpLogSegments) does, without needing Java. Reads only.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "dump")]
 pub struct DumpArgs {
     /// also print one line per record (offset, timestamp, key and value sizes, sequence,
@@ -207,7 +209,7 @@ pub struct DumpArgs {
 /// and segments, index entries at batch boundaries, segment names against their contents, torn
 /// tails, checkpoint files). Prints one line per problem as `path: where: what` and exits 0 when
 /// clean, 1 when problems were found, 2 when a directory cannot be read. Never modifies anything.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "verify")]
 pub struct VerifyArgs {
     /// log directories to check (a broker's log.dirs entries, or copies of them)
@@ -218,7 +220,7 @@ pub struct VerifyArgs {
 /// Follow log directories and print one line per change the tailer sees: partitions added and
 /// removed, exposed ends advanced or truncated, segments added and removed. Uses inotify with a
 /// periodic rescan as the safety net, exactly as the server does.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "tail")]
 pub struct TailArgs {
     /// period of the full rescan behind inotify, in milliseconds (default 5000)
@@ -232,6 +234,16 @@ pub struct TailArgs {
     /// log directories to follow
     #[argh(positional)]
     pub dirs: Vec<std::path::PathBuf>,
+}
+
+/// Print the manual page (roff) or a shell completion script for logferry, generated from the
+/// same flag definitions as --help, to standard output.
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "generate")]
+pub struct GenerateArgs {
+    /// what to print: man, bash, zsh or fish
+    #[argh(positional)]
+    pub what: String,
 }
 
 /// Sets up logging: `RUST_LOG` (default `info`). Under systemd (`JOURNAL_STREAM` set), no
@@ -287,12 +299,16 @@ pub fn run(cli: Cli) -> ExitCode {
         println!("logferry {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::Generate(a)) = &cli.command {
+        return generate::run(a);
+    }
     init_logging();
     match cli.command {
         Some(Command::Serve(a)) => serve::run(&a),
         Some(Command::Dump(a)) => dump::run(&a),
         Some(Command::Tail(a)) => tail::run(&a),
         Some(Command::Verify(a)) => verify::run(&a),
+        Some(Command::Generate(a)) => generate::run(&a),
         None => {
             eprintln!("logferry: no command given; see 'logferry --help'");
             ExitCode::from(2)

@@ -68,7 +68,7 @@ def test_unit_verifies_and_is_hardened(tmp_path):
     import subprocess
     unit = open(os.path.join(os.path.dirname(__file__), "..", "..", "systemd", "logferry.service")).read()
     path = tmp_path / "logferry.service"
-    path.write_text(unit.replace("/usr/local/bin/logferry", os.path.abspath(broker_bin())))
+    path.write_text(unit.replace("/usr/bin/logferry", os.path.abspath(broker_bin())))
     v = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
     assert v.returncode == 0, v.stdout + v.stderr
     s = subprocess.run(["systemd-analyze", "security", "--offline=true", str(path)], capture_output=True, text=True, timeout=60)
