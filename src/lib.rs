@@ -28,6 +28,7 @@ pub mod groups;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod sasl;
 pub mod send;
 pub mod server;
 pub mod systemd;
