@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! client-first  = gs2-header client-first-bare
-//!   gs2-header  = ("n" | "y") "," ["a=" saslname] ","       (no channel binding: "p=" refused)
+//!   gs2-header  = "n" "," ["a=" saslname] ","   (Kafka's only form: "y" and "p=" are refused)
 //!   client-first-bare = "n=" saslname ",r=" c-nonce ["," extensions]
 //! server-first  = "r=" c-nonce s-nonce ",s=" base64(salt) ",i=" iterations
 //! client-final  = "c=" base64(gs2-header) ",r=" c-nonce s-nonce ",p=" base64(ClientProof)
@@ -202,7 +202,8 @@ impl ScramServer {
         let text = std::str::from_utf8(token).map_err(|_| ScramError::Malformed("not UTF-8"))?;
         let (cbind, rest) = text.split_once(',').ok_or(ScramError::Malformed("no gs2 header"))?;
         match cbind {
-            "n" | "y" => {}
+            "n" => {}
+            "y" => return Err(ScramError::Unsupported("a client that supports channel binding")),
             c if c.starts_with("p=") => return Err(ScramError::Unsupported("channel binding")),
             _ => return Err(ScramError::Malformed("gs2 channel binding flag")),
         }
@@ -415,19 +416,24 @@ mod tests {
         let mut s = ScramServer::new(m);
         let bare = "n=a=2Cb=3Dc,r=nonce1";
         let Ok(Step::Challenge(first)) =
-            s.step(format!("y,a=a=2Cb=3Dc,{bare}").as_bytes(), |u| (u == "a,b=c").then(|| cred.clone()), "srv")
+            s.step(format!("n,a=a=2Cb=3Dc,{bare}").as_bytes(), |u| (u == "a,b=c").then(|| cred.clone()), "srv")
         else {
             panic!("no challenge")
         };
         let first = String::from_utf8(first).expect("utf8");
-        // The client sent "y,a=...,": its final c= is that header in base64.
+        // The client sent "n,a=...,": its final c= is that header in base64.
         let fin = client_final(m, "p,w=", bare, &first).replacen(
             "c=biws",
-            &format!("c={}", base64_encode(b"y,a=a=2Cb=3Dc,")),
+            &format!("c={}", base64_encode(b"n,a=a=2Cb=3Dc,")),
             1,
         );
         // The proof covers c=biws; with another c= the signature differs: bad proof, not a pass.
         assert_eq!(s.step(fin.as_bytes(), |_| None, ""), Err(ScramError::BadProof));
+        let mut y = ScramServer::new(m);
+        assert!(matches!(
+            y.step(format!("y,,{bare}").as_bytes(), |_| Some(cred.clone()), "srv"),
+            Err(ScramError::Unsupported(_))
+        ));
         let mut s = ScramServer::new(m);
         let Ok(Step::Challenge(first)) =
             s.step(format!("n,,{bare}").as_bytes(), |u| (u == "a,b=c").then(|| cred.clone()), "srv")

@@ -232,6 +232,25 @@ fn check_final_image(img: &Image) {
         img.acls.values().map(|a| (a.principal.as_str(), a.resource_name.as_str(), a.pattern_type)).collect();
     acls.sort();
     assert_eq!(acls, [("User:alice", "spread", 3), ("User:bob", "sp", 4)]);
+    // The broker's decisions over these ACLs: alice ALLOW READ on topic spread (literal), bob
+    // DENY ALL on topics prefixed sp.
+    {
+        use logferry::cluster::authorizer::{authorize, AuthorizerConfig, Caller, Operation, Resource};
+        let host = "127.0.0.1".parse().expect("ip");
+        let strict = AuthorizerConfig::default();
+        let open = AuthorizerConfig::from_properties(None, Some("true"));
+        let can = |cfg: &AuthorizerConfig, who: &str, op, topic: &str| {
+            authorize(img.acls.values(), cfg, &Caller { principal: who, host }, op, Resource::Topic, topic)
+        };
+        assert!(can(&strict, "User:alice", Operation::Read, "spread"));
+        assert!(can(&strict, "User:alice", Operation::Describe, "spread"));
+        assert!(!can(&strict, "User:alice", Operation::Write, "spread"));
+        assert!(!can(&open, "User:bob", Operation::Describe, "spread"));
+        assert!(!can(&open, "User:carol", Operation::Read, "spread"), "ACLs exist on spread");
+        assert!(!can(&strict, "User:alice", Operation::Read, "other"));
+        assert!(can(&open, "User:alice", Operation::Read, "other"), "no ACL applies to other");
+        assert!(!can(&open, "User:bob", Operation::Read, "spx"));
+    }
     assert_eq!(img.features.get("metadata.version"), Some(&33));
     assert_eq!(img.inconsistent, 0);
 }
