@@ -48,6 +48,8 @@ pub struct Metrics {
     pub upstream_responses: Counter,
     pub request_memory_waits: Counter,
     pub requests_refused_memory: Counter,
+    pub authentications: Counter,
+    pub authentication_failures: Counter,
     metadata_offset: Gauge,
     metadata_commit_bound: Gauge,
     metadata_brokers: Gauge,
@@ -101,6 +103,8 @@ impl Metrics {
             upstream_responses: Counter::default(),
             request_memory_waits: Counter::default(),
             requests_refused_memory: Counter::default(),
+            authentications: Counter::default(),
+            authentication_failures: Counter::default(),
             exposed_end: Family::default(),
             unexposed_bytes: Family::default(),
             visibility_lag: Family::default(),
@@ -117,6 +121,16 @@ impl Metrics {
             "protocol_violations",
             "Connections closed for bad input or unsupported requests",
             m.protocol_violations.clone(),
+        );
+        registry.register(
+            "sasl_authentications",
+            "SASL exchanges that succeeded (first authentications and re-authentications)",
+            m.authentications.clone(),
+        );
+        registry.register(
+            "sasl_authentication_failures",
+            "SASL exchanges that failed (bad credentials, unknown user or mechanism, principal change)",
+            m.authentication_failures.clone(),
         );
         registry.register(
             "sent_bytes",

@@ -11,13 +11,13 @@ _logferry() {
     case "$cmd" in
     serve)
         case "$prev" in
-        --log-dir|--broker-config|--metadata-log-dir|--state-dir) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --log-dir|--broker-config|--sasl-plain-users|--metadata-log-dir|--state-dir) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --visibility) COMPREPLY=($(compgen -W "auto log-end checkpoint upstream" -- "$cur")); return ;;
         --groups) COMPREPLY=($(compgen -W "upstream local" -- "$cur")); return ;;
         --metrics-listen|--listen|--advertised-listener|--node-id|--upstream|--peer|--peer-port|--peer-listener|--connections-max|--request-bytes-max|--buffered-request-bytes-max|--response-bytes-max|--fetch-wait-ms-max|--partitions-per-request-max|--idle-timeout-ms|--segments-open-max|--rescan-ms|--groups-max|--group-members-max|--offset-metadata-bytes-max|--group-initial-rebalance-delay-ms|--group-session-timeout-ms-min|--group-session-timeout-ms-max|--offsets-retention-ms) COMPREPLY=(); return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--help --log-dir --broker-config --metrics-listen --no-inotify --listen --advertised-listener --node-id --visibility --upstream --metadata-log-dir --peer --peer-port --peer-listener --groups --connections-max --request-bytes-max --buffered-request-bytes-max --response-bytes-max --fetch-wait-ms-max --partitions-per-request-max --idle-timeout-ms --segments-open-max --rescan-ms --state-dir --groups-max --group-members-max --offset-metadata-bytes-max --group-initial-rebalance-delay-ms --group-session-timeout-ms-min --group-session-timeout-ms-max --offsets-retention-ms" -- "$cur"))
+            COMPREPLY=($(compgen -W "--help --log-dir --broker-config --metrics-listen --no-inotify --listen --advertised-listener --sasl-plain-users --node-id --visibility --upstream --metadata-log-dir --peer --peer-port --peer-listener --groups --connections-max --request-bytes-max --buffered-request-bytes-max --response-bytes-max --fetch-wait-ms-max --partitions-per-request-max --idle-timeout-ms --segments-open-max --rescan-ms --state-dir --groups-max --group-members-max --offset-metadata-bytes-max --group-initial-rebalance-delay-ms --group-session-timeout-ms-min --group-session-timeout-ms-max --offsets-retention-ms" -- "$cur"))
         else
             COMPREPLY=()
         fi

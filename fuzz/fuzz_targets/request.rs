@@ -57,6 +57,7 @@ fuzz_target!(|data: &[u8]| {
                 groups: &mut groups,
                 origin: Origin { waiter: Waiter { conn: 0, serial: 1 }, client_host: "/127.0.0.1".into() },
                 errors: Vec::new(),
+                auth: None,
             };
             let _ = handle_request(Bytes::copy_from_slice(data), &mut ctx, Instant::now());
             // Keep the store from growing without bound across millions of inputs.

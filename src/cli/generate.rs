@@ -14,7 +14,8 @@ use argh::{ArgsInfo, CommandInfoWithArgs, FlagInfo, FlagInfoKind, Optionality};
 use super::{Cli, GenerateArgs};
 
 /// Options whose value is a path (file or directory).
-pub const PATH_OPTIONS: &[&str] = &["--log-dir", "--broker-config", "--metadata-log-dir", "--state-dir"];
+pub const PATH_OPTIONS: &[&str] =
+    &["--log-dir", "--broker-config", "--metadata-log-dir", "--state-dir", "--sasl-plain-users"];
 
 /// Options (and the `generate` positional) whose value is one of a few words.
 pub const WORD_VALUES: &[(&str, &[&str])] =

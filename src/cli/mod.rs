@@ -6,6 +6,7 @@
 
 pub mod dump;
 pub mod generate;
+pub mod security;
 pub mod serve;
 pub mod tail;
 pub mod verify;
@@ -61,13 +62,20 @@ pub struct ServeArgs {
     #[argh(switch)]
     pub no_inotify: bool,
 
-    /// address to listen on, HOST:PORT (default 127.0.0.1:9192)
-    #[argh(option, default = "String::from(\"127.0.0.1:9192\")")]
-    pub listen: String,
-
-    /// address clients are told to connect to, HOST:PORT (default: the --listen address)
+    /// address to listen on, [PROTOCOL://]HOST:PORT with PROTOCOL PLAINTEXT (the default) or
+    /// SASL_PLAINTEXT; repeat for several listeners (default 127.0.0.1:9192)
     #[argh(option)]
-    pub advertised_listener: Option<String>,
+    pub listen: Vec<String>,
+
+    /// address the clients of a listener are told to connect to, HOST:PORT (the n-th for the
+    /// n-th --listen; default: that listener's address)
+    #[argh(option)]
+    pub advertised_listener: Vec<String>,
+
+    /// SASL/PLAIN users for the SASL listeners, NAME=PASSWORD per line (default: the user_NAME
+    /// entries of the broker's PLAIN JAAS config in --broker-config)
+    #[argh(option)]
+    pub sasl_plain_users: Option<PathBuf>,
 
     /// node id to present (default: node.id from meta.properties, else 0)
     #[argh(option)]

@@ -15,6 +15,7 @@ use crate::groups::{GroupConfig, Groups, OffsetLimits};
 use crate::log::tailer::Tailer;
 use crate::log::LogView;
 use crate::protocol::{ServeConfig, Visibility};
+use crate::server::listeners::{parse_listener, Security, SecurityProtocol};
 use crate::server::{Limits, Server};
 
 use super::ServeArgs;
@@ -43,6 +44,8 @@ pub struct BrokerConfig {
     pub metadata_log_dir: Option<PathBuf>,
     /// `inter.broker.listener.name`.
     pub inter_broker_listener: Option<String>,
+    /// Every property, for the security settings ([`super::security`]).
+    pub props: std::collections::BTreeMap<String, String>,
 }
 
 pub fn read_broker_config(path: &Path) -> Result<BrokerConfig, String> {
@@ -66,7 +69,8 @@ pub fn read_broker_config(path: &Path) -> Result<BrokerConfig, String> {
     let metadata_log_dir =
         props.get("metadata.log.dir").filter(|v| !v.trim().is_empty()).map(|v| PathBuf::from(v.trim()));
     let inter_broker_listener = props.get("inter.broker.listener.name").map(|v| v.trim().to_string());
-    Ok(BrokerConfig { log_dirs, node_id, metadata_log_dir, inter_broker_listener })
+    super::security::from_properties(&props).map_err(|e| format!("--broker-config {}: {e}", path.display()))?;
+    Ok(BrokerConfig { log_dirs, node_id, metadata_log_dir, inter_broker_listener, props })
 }
 
 /// `--peer NODE_ID=HOST:PORT` entries.
@@ -212,20 +216,35 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             _ => return fail(format!("--metrics-listen {m:?} is not a HOST:PORT that resolves")),
         },
     };
-    let Some((_, _)) = host_port(&args.listen) else {
-        return fail(format!("--listen {:?} is not HOST:PORT", args.listen));
-    };
-    let listen: SocketAddr = match args.listen.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => a,
-        _ => return fail(format!("--listen {:?} does not resolve to an address", args.listen)),
-    };
-    let advertised = match &args.advertised_listener {
-        Some(a) => match host_port(a) {
-            Some(hp) => Some(hp),
+    let specs = if args.listen.is_empty() { vec![String::from("127.0.0.1:9192")] } else { args.listen.clone() };
+    let mut listen: Vec<(SocketAddr, SecurityProtocol)> = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let l = match parse_listener(spec) {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
+        if host_port(&l.address).is_none() {
+            return fail(format!("--listen {spec:?} is not [PROTOCOL://]HOST:PORT"));
+        }
+        match l.address.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => listen.push((a, l.protocol)),
+            _ => return fail(format!("--listen {spec:?} does not resolve to an address")),
+        }
+    }
+    if args.advertised_listener.len() > listen.len() {
+        return fail(format!(
+            "{} --advertised-listener for {} --listen: give one per listener, in the same order",
+            args.advertised_listener.len(),
+            listen.len()
+        ));
+    }
+    let mut advertised = Vec::with_capacity(args.advertised_listener.len());
+    for a in &args.advertised_listener {
+        match host_port(a) {
+            Some(hp) => advertised.push(hp),
             None => return fail(format!("--advertised-listener {a:?} is not HOST:PORT")),
-        },
-        None => None,
-    };
+        }
+    }
     let upstream: Option<SocketAddr> = match &args.upstream {
         None => None,
         Some(u) => match (host_port(u), u.to_socket_addrs().map(|mut a| a.next())) {
@@ -334,6 +353,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return fail(format!("--upstream {addr}: {e}"));
         }
     }
+    let has_metadata_log = view.cluster.is_some();
     let node_id = args.node_id.or(config_node).or(view.node_id()).unwrap_or(0);
     let tailer = Tailer::new(view, !args.no_inotify, args.rescan_ms, Instant::now());
     let config = ServeConfig {
@@ -360,28 +380,43 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         buffered_request_bytes_max: args.buffered_request_bytes_max,
         ..Limits::default()
     };
-    let mut server = match Server::bind(listen, tailer, groups, config, limits) {
+    let security = match security(args, &broker, &listen, has_metadata_log) {
         Ok(s) => s,
-        Err(e) => return fail(format!("cannot listen on {listen}: {e}")),
+        Err(e) => return fail(e),
     };
+    let mut server = match Server::bind(&listen, tailer, groups, config, limits) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot listen on {e}")),
+    };
+    server.set_security(security);
     if let Some(addr) = upstream {
         server.set_upstream(addr);
     }
-    let local = match server.local_addr() {
+    let bound = match server.bound() {
         Ok(a) => a,
         Err(e) => return fail(format!("cannot read the listening address: {e}")),
     };
     // Without --advertised-listener, clients are told the address actually bound (so port 0
     // works); a wildcard address is no use to a client, so the host name is advertised then.
-    let (adv_host, adv_port) = advertised.unwrap_or_else(|| {
-        let host = if local.ip().is_unspecified() {
-            nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
-        } else {
-            local.ip().to_string()
+    let mut listening = Vec::with_capacity(bound.len());
+    for (k, b) in bound.iter().enumerate() {
+        let local = b.addr;
+        let (adv_host, adv_port) = advertised.get(k).cloned().unwrap_or_else(|| {
+            let host = if local.ip().is_unspecified() {
+                nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+            } else {
+                local.ip().to_string()
+            };
+            (host, local.port())
+        });
+        // PLAINTEXT bare, as before listeners had protocols (scripts read the first address).
+        let scheme = match b.protocol {
+            SecurityProtocol::Plaintext => String::new(),
+            p => format!("{}://", p.name()),
         };
-        (host, local.port())
-    });
-    server.set_advertised(adv_host, i32::from(adv_port));
+        listening.push(format!("{scheme}{local} (advertised {adv_host}:{adv_port})"));
+        server.set_advertised(k, adv_host, i32::from(adv_port));
+    }
     let config = server.config().clone();
     let metrics_note = match metrics_addr {
         Some(a) => match server.listen_metrics(a) {
@@ -392,10 +427,9 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     };
     let dirs: Vec<String> = log_dirs.iter().map(|d| d.display().to_string()).collect();
     log::info!(
-        "logferry {} serving on {local} (advertised {}:{}), node {}, cluster {}, log dirs {}, {} partitions, visibility {}, groups {}, state dir {}{metrics_note}{fleet_note}",
+        "logferry {} serving on {}; node {}, cluster {}, log dirs {}, {} partitions, visibility {}, groups {}, state dir {}{metrics_note}{fleet_note}",
         env!("CARGO_PKG_VERSION"),
-        config.advertised_host,
-        config.advertised_port,
+        listening.join(", "),
         config.node_id,
         config.cluster_id,
         dirs.join(","),
@@ -414,4 +448,62 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The listeners' security: SASL mechanisms and users, and the authorizer, from the broker's
+/// properties and `--sasl-plain-users`. Refused: a SASL listener with nothing to offer, and an
+/// authorizer without the metadata log that holds the ACLs.
+fn security(
+    args: &ServeArgs,
+    broker: &BrokerConfig,
+    listen: &[(SocketAddr, SecurityProtocol)],
+    has_metadata_log: bool,
+) -> Result<Security, String> {
+    let from_broker = super::security::from_properties(&broker.props)?;
+    let mut sasl = from_broker.sasl;
+    let sasl_listener = listen.iter().any(|(_, p)| *p == SecurityProtocol::SaslPlaintext);
+    if let Some(path) = &args.sasl_plain_users {
+        sasl.plain_users = super::security::read_plain_users(path)?;
+    }
+    if sasl.mechanisms.is_empty() && sasl_listener {
+        // No broker SASL listener to mirror: offer what logferry has credentials for.
+        if !sasl.plain_users.is_empty() {
+            sasl.mechanisms.push("PLAIN".into());
+        }
+        if has_metadata_log {
+            sasl.mechanisms.extend(["SCRAM-SHA-256".to_string(), "SCRAM-SHA-512".to_string()]);
+        }
+    }
+    if sasl_listener {
+        if sasl.mechanisms.is_empty() {
+            return Err(format!(
+                "a SASL_PLAINTEXT --listen has no mechanism to offer: the broker enables {} (logferry serves {}); \
+                 give --sasl-plain-users FILE, or a metadata log for SCRAM",
+                if from_broker.skipped_mechanisms.is_empty() {
+                    "none".to_string()
+                } else {
+                    from_broker.skipped_mechanisms.join(",")
+                },
+                super::security::MECHANISMS.join(", ")
+            ));
+        }
+        if !from_broker.skipped_mechanisms.is_empty() {
+            log::warn!(
+                "the broker also enables {}, which logferry cannot serve; clients using it cannot authenticate here",
+                from_broker.skipped_mechanisms.join(",")
+            );
+        }
+        if sasl.mechanisms.iter().any(|m| m.starts_with("SCRAM")) && !has_metadata_log {
+            return Err("SCRAM needs the credentials of the KRaft metadata log: give --metadata-log-dir".into());
+        }
+        if sasl.mechanisms.iter().any(|m| m == "PLAIN") && sasl.plain_users.is_empty() {
+            log::warn!("PLAIN is enabled but no user is known (no user_NAME in the broker's JAAS config, no --sasl-plain-users)");
+        }
+    }
+    if from_broker.authorizer.is_some() && !has_metadata_log {
+        return Err(
+            "the broker's StandardAuthorizer keeps its ACLs in the KRaft metadata log: give --metadata-log-dir".into(),
+        );
+    }
+    Ok(Security { sasl, authorizer: from_broker.authorizer })
 }

@@ -43,9 +43,29 @@ pub struct MetaProperties {
 /// Parses Java `Properties` text as Kafka writes it (`#` comments, `key=value`).
 pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for line in text.lines() {
+    // A line ending in an odd number of backslashes continues on the next one (leading blanks
+    // of the continuation dropped), as `java.util.Properties.load` reads it.
+    let mut logical = Vec::new();
+    let mut pending = String::new();
+    for raw in text.lines() {
+        let part = if pending.is_empty() { raw.trim() } else { raw.trim_start() };
+        if pending.is_empty() && (part.starts_with('#') || part.starts_with('!')) {
+            continue;
+        }
+        let trailing = part.len() - part.trim_end_matches('\\').len();
+        if trailing % 2 == 1 {
+            pending.push_str(&part[..part.len() - 1]);
+        } else {
+            pending.push_str(part);
+            logical.push(std::mem::take(&mut pending));
+        }
+    }
+    if !pending.is_empty() {
+        logical.push(pending);
+    }
+    for line in &logical {
         let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+        if line.is_empty() {
             continue;
         }
         let split = line.find(['=', ':']).map(|i| (line[..i].trim(), line[i + 1..].trim()));

@@ -15,7 +15,9 @@ pub fn handle(meta: &RequestMeta, req: &DescribeGroupsRequest, ctx: &mut Context
     let mut out = Vec::with_capacity(req.groups.len());
     for gid in &req.groups {
         let mut d = DescribedGroup::default().with_group_id(gid.clone()).with_authorized_operations(i32::MIN);
-        if let Some(g) = ctx.groups.coordinator.describe(gid) {
+        if let Some(code) = ctx.group_denied(crate::cluster::authorizer::Operation::Describe, gid) {
+            d = d.with_error_code(code);
+        } else if let Some(g) = ctx.groups.coordinator.describe(gid) {
             d = d
                 .with_group_state(StrBytes::from_static_str(g.state.name()))
                 .with_protocol_type(StrBytes::from_string(g.protocol_type))

@@ -269,6 +269,10 @@ fn read_partition(
     limit: u64,
     min_one_message: bool,
 ) -> PartitionAnswer {
+    // TOPIC READ, checked before the partition's existence (`handleFetchRequest`).
+    if !ctx.topic_allowed(crate::cluster::authorizer::Operation::Read, &tp.topic) {
+        return PartitionAnswer::error(p.partition, error_code::TOPIC_AUTHORIZATION_FAILED);
+    }
     let b = match ctx.bounds(tp) {
         Ok(Some(b)) => b,
         Ok(None) => return PartitionAnswer::error(p.partition, ctx.absent_partition_code(tp)),

@@ -12,6 +12,8 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::cluster::authorizer::{Operation, Resource};
+
 use super::{error_code, respond, Context, Outcome, RequestMeta};
 
 pub const KEY_TYPE_GROUP: i8 = 0;
@@ -33,6 +35,9 @@ fn coordinator(key_type: i8, key: &str, ctx: &Context<'_>) -> (i16, Option<&'sta
     let (code, msg) = answer(key_type);
     if code != error_code::NONE {
         return (code, msg, -1, StrBytes::default(), -1);
+    }
+    if !ctx.allowed(Operation::Describe, Resource::Group, key) {
+        return (error_code::GROUP_AUTHORIZATION_FAILED, None, -1, StrBytes::default(), -1);
     }
     let Some(fleet) = ctx.fleet() else {
         let c = ctx.config;

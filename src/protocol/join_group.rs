@@ -18,6 +18,10 @@ use crate::groups::coordinator::{JoinRequest, JoinResult, Reply};
 
 pub fn handle(meta: &RequestMeta, req: JoinGroupRequest, ctx: &mut Context<'_>, now: Instant) -> Outcome {
     let v = meta.api_version;
+    if let Some(code) = ctx.group_denied(crate::cluster::authorizer::Operation::Read, &req.group_id) {
+        let r = JoinGroupResponse::default().with_error_code(code).with_generation_id(-1);
+        return respond(meta, &r);
+    }
     if !ctx.coordinates(&req.group_id) {
         // Another instance of the fleet coordinates this group (FindCoordinator says which).
         ctx.note_error(super::error_code::NOT_COORDINATOR);

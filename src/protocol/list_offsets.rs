@@ -78,6 +78,9 @@ fn answer(
     timestamp: i64,
     read_committed: bool,
 ) -> Result<Answer, crate::log::LogError> {
+    if !ctx.topic_allowed(crate::cluster::authorizer::Operation::Describe, &tp.topic) {
+        return Ok(Answer { error: error_code::TOPIC_AUTHORIZATION_FAILED, ..not_found() });
+    }
     let Some(b) = ctx.bounds(tp)? else {
         return Ok(Answer { error: ctx.absent_partition_code(tp), ..not_found() });
     };

@@ -67,6 +67,35 @@ fn wanted<'n>(
     }
 }
 
+/// Whether the request lists every topic (null list, or an empty v0 list).
+fn all_topics(req: &MetadataRequest, version: i16) -> bool {
+    req.topics.as_ref().is_none_or(|l| l.is_empty() && version == 0)
+}
+
+/// The caller's TOPIC DESCRIBE check (Kafka's `handleTopicMetadataRequest`): `None` to answer
+/// the topic; `Some(None)` to leave it out of an all-topics answer; `Some(Some(t))` for a named
+/// topic: TOPIC_AUTHORIZATION_FAILED, named as asked (by id: name null), whether it exists or not.
+fn refused(
+    ctx: &Context<'_>,
+    every: bool,
+    name: &str,
+    asked: (Option<String>, Option<uuid::Uuid>),
+) -> Option<Option<MetadataResponseTopic>> {
+    if ctx.topic_allowed(crate::cluster::authorizer::Operation::Describe, name) {
+        return None;
+    }
+    if every {
+        return Some(None);
+    }
+    let (name, id) = asked;
+    Some(Some(
+        MetadataResponseTopic::default()
+            .with_error_code(error_code::TOPIC_AUTHORIZATION_FAILED)
+            .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+            .with_topic_id(id.unwrap_or_default()),
+    ))
+}
+
 fn unknown_topic(name: Option<String>, id: Option<uuid::Uuid>) -> MetadataResponseTopic {
     let code = if name.is_none() { error_code::UNKNOWN_TOPIC_ID } else { error_code::UNKNOWN_TOPIC_OR_PARTITION };
     MetadataResponseTopic::default()
@@ -85,13 +114,25 @@ fn broker(n: &Node) -> MetadataResponseBroker {
 
 /// The fleet presentation (see [`crate::cluster::fleet`]): every topic and partition of the
 /// cluster, led by the instance beside its Kafka leader, with the cluster's leader epochs.
-fn fleet_response(meta: &RequestMeta, req: &MetadataRequest, ctx: &Context<'_>, fleet: &Fleet<'_>) -> Outcome {
+fn fleet_response(
+    meta: &RequestMeta,
+    req: &MetadataRequest,
+    ctx: &Context<'_>,
+    fleet: &Fleet<'_>,
+) -> (Outcome, Vec<i16>) {
     let version = meta.api_version;
     let config = ctx.config;
     let brokers_ids = |ids: &[i32]| ids.iter().map(|&i| BrokerId(i)).collect::<Vec<_>>();
     let mut topics_out = Vec::new();
     let image = fleet.image;
+    let every = all_topics(req, version);
     for (name, id) in wanted(req, version, image.names.keys()) {
+        if let Some(n) = &name {
+            if let Some(r) = refused(ctx, every, n, (name.clone(), id)) {
+                topics_out.extend(r);
+                continue;
+            }
+        }
         let found = match (&name, id) {
             (Some(n), _) => image.topic(n),
             (None, Some(id)) => image.topics.get(id.as_bytes()),
@@ -101,6 +142,12 @@ fn fleet_response(meta: &RequestMeta, req: &MetadataRequest, ctx: &Context<'_>, 
             topics_out.push(unknown_topic(name, id));
             continue;
         };
+        if name.is_none() {
+            if let Some(r) = refused(ctx, every, &t.name, (None, id)) {
+                topics_out.extend(r);
+                continue;
+            }
+        }
         let partitions = t
             .partitions
             .iter()
@@ -129,24 +176,40 @@ fn fleet_response(meta: &RequestMeta, req: &MetadataRequest, ctx: &Context<'_>, 
     }
     // KRaft brokers report a live broker as the controller: this instance, as the broker does
     // with itself.
+    let errors =
+        topics_out.iter().map(|t| t.error_code).filter(|&c| c == error_code::TOPIC_AUTHORIZATION_FAILED).collect();
     let resp = MetadataResponse::default()
         .with_brokers(fleet.nodes.values().map(broker).collect())
         .with_cluster_id((version >= 2).then(|| StrBytes::from_string(config.cluster_id.clone())))
         .with_controller_id(if version >= 1 { BrokerId(config.node_id) } else { BrokerId(-1) })
         .with_topics(topics_out);
-    respond(meta, &resp)
+    (respond(meta, &resp), errors)
 }
 
 pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) -> Outcome {
     let version = meta.api_version;
-    if let Some(fleet) = ctx.fleet() {
-        return fleet_response(meta, req, ctx, &fleet);
+    let fleet = ctx.fleet().map(|fleet| fleet_response(meta, req, ctx, &fleet));
+    if let Some((outcome, errors)) = fleet {
+        for code in errors {
+            ctx.note_error(code);
+        }
+        return outcome;
     }
     let all = topics(ctx);
     let node = BrokerId(ctx.config.node_id);
+    let every = all_topics(req, version);
     let wanted = wanted(req, version, all.keys());
     let mut topics_out = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
+        if let Some(n) = &name {
+            if let Some(r) = refused(ctx, every, n, (name.clone(), id)) {
+                if r.is_some() {
+                    ctx.note_error(error_code::TOPIC_AUTHORIZATION_FAILED);
+                }
+                topics_out.extend(r);
+                continue;
+            }
+        }
         let found = match (&name, id) {
             (Some(n), _) => all.get_key_value(n),
             (None, Some(id)) => all.iter().find(|(_, (tid, _))| topic_uuid(tid) == id),
@@ -156,6 +219,15 @@ pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) 
             topics_out.push(unknown_topic(name, id));
             continue;
         };
+        if name.is_none() {
+            if let Some(r) = refused(ctx, every, topic, (None, id)) {
+                if r.is_some() {
+                    ctx.note_error(error_code::TOPIC_AUTHORIZATION_FAILED);
+                }
+                topics_out.extend(r);
+                continue;
+            }
+        }
         let highest = parts.iter().copied().max().unwrap_or(-1);
         let mut partitions = Vec::with_capacity(parts.len());
         for missing in (0..=highest).filter(|p| !parts.contains(p)) {

@@ -35,6 +35,8 @@ pub mod offset_commit;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use std::time::Instant;
@@ -64,9 +66,15 @@ pub mod error_code {
     pub const UNKNOWN_MEMBER_ID: i16 = 25;
     pub const INVALID_SESSION_TIMEOUT: i16 = 26;
     pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    pub const ILLEGAL_SASL_STATE: i16 = 34;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const INVALID_REQUEST: i16 = 42;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
@@ -96,6 +104,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// APIs that write or administer; refused with a log line naming logferry as read-only.
@@ -140,6 +150,21 @@ impl std::fmt::Display for FrameError {
             FrameError::TooLarge { size, max } => write!(f, "request size {size} is above request_bytes_max {max}"),
         }
     }
+}
+
+/// [`check_frame`] for a raw SASL token (after SaslHandshake v0): any size from 0, no header.
+pub fn check_token_frame(buf: &[u8], bytes_max: u32) -> Result<Option<usize>, FrameError> {
+    let Some(size) = buf.get(..4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+        return Ok(None);
+    };
+    if size < 0 {
+        return Err(FrameError::TooSmall(size));
+    }
+    if size as u32 > bytes_max {
+        return Err(FrameError::TooLarge { size, max: bytes_max });
+    }
+    let total = size as usize + 4;
+    Ok((buf.len() >= total).then_some(total))
 }
 
 /// Looks at the start of a connection's read buffer. `Ok(None)`: more bytes needed (not an
@@ -349,6 +374,17 @@ pub struct Context<'a> {
     pub origin: Origin,
     /// Error codes the handlers answered with, for metrics.
     pub errors: Vec<i16>,
+    /// Who asks, when the broker's authorizer is on (`None`: no authorizer, all allowed).
+    pub auth: Option<Auth<'a>>,
+}
+
+/// The caller and the broker's authorizer settings, for the handlers' ACL checks.
+#[derive(Clone, Copy, Debug)]
+pub struct Auth<'a> {
+    pub config: &'a crate::cluster::authorizer::AuthorizerConfig,
+    /// `User:NAME`, `User:ANONYMOUS` before SASL or on PLAINTEXT.
+    pub principal: &'a str,
+    pub host: std::net::IpAddr,
 }
 
 impl Context<'_> {
@@ -383,6 +419,35 @@ impl Context<'_> {
     /// The fleet presentation, when a metadata log with registered brokers is followed.
     pub fn fleet(&self) -> Option<crate::cluster::fleet::Fleet<'_>> {
         crate::cluster::fleet::Fleet::of(self.view.cluster.as_ref(), self.config)
+    }
+
+    /// Whether the caller may do `op` on a resource: always without an authorizer; else Kafka's
+    /// `StandardAuthorizer` decision over the metadata log's ACLs (none known: only super users
+    /// and `allow.everyone.if.no.acl.found` pass).
+    pub fn allowed(
+        &self,
+        op: crate::cluster::authorizer::Operation,
+        kind: crate::cluster::authorizer::Resource,
+        name: &str,
+    ) -> bool {
+        let Some(a) = &self.auth else { return true };
+        let caller = crate::cluster::authorizer::Caller { principal: a.principal, host: a.host };
+        let acls = self.view.cluster.as_ref().map(|c| c.image.acls.values());
+        crate::cluster::authorizer::authorize(acls.into_iter().flatten(), a.config, &caller, op, kind, name)
+    }
+
+    /// Whether the caller may `op` the topic `name`.
+    pub fn topic_allowed(&self, op: crate::cluster::authorizer::Operation, name: &str) -> bool {
+        self.allowed(op, crate::cluster::authorizer::Resource::Topic, name)
+    }
+
+    /// GROUP_AUTHORIZATION_FAILED when the caller may not `op` the group, noted for the metrics.
+    pub fn group_denied(&mut self, op: crate::cluster::authorizer::Operation, group: &str) -> Option<i16> {
+        if self.allowed(op, crate::cluster::authorizer::Resource::Group, group) {
+            return None;
+        }
+        self.note_error(error_code::GROUP_AUTHORIZATION_FAILED);
+        Some(error_code::GROUP_AUTHORIZATION_FAILED)
     }
 
     /// Whether this instance coordinates `group`: always without a fleet; in a fleet, when it is
@@ -473,6 +538,38 @@ fn decode_body<T: Decodable>(body: &mut Bytes, meta: &RequestMeta) -> Result<T, 
         .map_err(|e| format!("malformed {:?} v{} request: {e}", meta.api_key, meta.api_version))
 }
 
+/// Splits a request frame (size prefix excluded) into its header and body, for callers that
+/// look at a request before the handlers (the SASL session). Err: not a Kafka request.
+pub fn split_request(frame: Bytes) -> Result<(RequestMeta, Bytes), String> {
+    if frame.len() < REQUEST_BYTES_MIN {
+        return Err(format!("request of {} bytes is shorter than a header", frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api_key = ApiKey::try_from(raw_key).map_err(|_| format!("unknown API key {raw_key}"))?;
+    let Some((lo, hi)) = supported_range(api_key) else {
+        return Ok((RequestMeta { api_key, api_version: version, correlation_id: 0, client_id: None }, Bytes::new()));
+    };
+    if version < lo || version > hi {
+        return Err(format!("{api_key:?} v{version} is outside the supported range {lo}-{hi}"));
+    }
+    let mut buf = frame;
+    let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version))
+        .map_err(|e| format!("malformed request header: {e}"))?;
+    let meta = RequestMeta {
+        api_key,
+        api_version: version,
+        correlation_id: header.correlation_id,
+        client_id: header.client_id.as_ref().map(|s| s.to_string()),
+    };
+    Ok((meta, buf))
+}
+
+/// Decodes a request body of `meta`'s API and version.
+pub fn decode_request<T: Decodable>(mut body: Bytes, meta: &RequestMeta) -> Result<T, String> {
+    decode_body(&mut body, meta)
+}
+
 /// Handles one whole request frame (`frame` excludes the 4-byte size prefix).
 pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Option<RequestMeta>, Outcome) {
     if frame.len() < REQUEST_BYTES_MIN {
@@ -513,7 +610,10 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
         client_id: header.client_id.as_ref().map(|s| s.to_string()),
     };
     if ctx.config.groups_upstream && RELAYED_GROUP_APIS.contains(&api_key) {
-        return (Some(meta), Outcome::Relay(original));
+        // The broker sees logferry's own connection: the caller's ACLs are checked here first.
+        if relay_allowed(&meta, buf.clone(), ctx) {
+            return (Some(meta), Outcome::Relay(original));
+        }
     }
     let outcome = match api_key {
         ApiKey::ApiVersions => match decode_body(&mut buf, &meta) {
@@ -576,9 +676,80 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
             Ok(req) => describe_groups::handle(&meta, &req, ctx),
             Err(e) => Outcome::Close(e),
         },
+        // Reached only outside a SASL exchange (the session answers those first): a PLAINTEXT
+        // or SSL listener, or a SASL connection already authenticated without re-authentication.
+        ApiKey::SaslHandshake => match decode_body(&mut buf, &meta) {
+            Ok(req) => sasl_handshake::out_of_place(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::SaslAuthenticate => match decode_body(&mut buf, &meta) {
+            Ok(req) => sasl_authenticate::out_of_place(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
         other => Outcome::Close(format!("{other:?} has no handler")),
     };
     (Some(meta), outcome)
+}
+
+/// With `--groups upstream` and an authorizer: whether the caller may see every group the
+/// request names (the broker authorizes logferry's own connection, not the caller, so the check
+/// is made here). A request that fails it is answered by the local handler, which refuses the
+/// denied groups with GROUP_AUTHORIZATION_FAILED. ListGroups is relayed only for a caller with
+/// CLUSTER DESCRIBE (the broker would list every group); others get the local, filtered list.
+fn relay_allowed(meta: &RequestMeta, mut body: Bytes, ctx: &Context<'_>) -> bool {
+    use crate::cluster::authorizer::{Operation, Resource, CLUSTER_NAME};
+    use kafka_protocol::messages::*;
+    if ctx.auth.is_none() {
+        return true;
+    }
+    let v = meta.api_version;
+    let (op, groups): (Operation, Vec<String>) = match meta.api_key {
+        ApiKey::JoinGroup => match decode_body::<JoinGroupRequest>(&mut body, meta) {
+            Ok(r) => (Operation::Read, vec![r.group_id.to_string()]),
+            Err(_) => return false,
+        },
+        ApiKey::SyncGroup => match decode_body::<SyncGroupRequest>(&mut body, meta) {
+            Ok(r) => (Operation::Read, vec![r.group_id.to_string()]),
+            Err(_) => return false,
+        },
+        ApiKey::Heartbeat => match decode_body::<HeartbeatRequest>(&mut body, meta) {
+            Ok(r) => (Operation::Read, vec![r.group_id.to_string()]),
+            Err(_) => return false,
+        },
+        ApiKey::LeaveGroup => match decode_body::<LeaveGroupRequest>(&mut body, meta) {
+            Ok(r) => (Operation::Read, vec![r.group_id.to_string()]),
+            Err(_) => return false,
+        },
+        ApiKey::OffsetCommit => match decode_body::<OffsetCommitRequest>(&mut body, meta) {
+            Ok(r) => {
+                let topics_ok = r.topics.iter().all(|t| ctx.topic_allowed(Operation::Read, &t.name));
+                if !topics_ok {
+                    return false;
+                }
+                (Operation::Read, vec![r.group_id.to_string()])
+            }
+            Err(_) => return false,
+        },
+        ApiKey::OffsetFetch => match decode_body::<OffsetFetchRequest>(&mut body, meta) {
+            Ok(r) if v >= 8 => (Operation::Describe, r.groups.iter().map(|g| g.group_id.to_string()).collect()),
+            Ok(r) => (Operation::Describe, vec![r.group_id.to_string()]),
+            Err(_) => return false,
+        },
+        ApiKey::FindCoordinator => match decode_body::<FindCoordinatorRequest>(&mut body, meta) {
+            // Transaction coordinators are not logferry's business; key type 0 is a group.
+            Ok(r) if r.key_type != 0 => return true,
+            Ok(r) if v >= 4 => (Operation::Describe, r.coordinator_keys.iter().map(|k| k.to_string()).collect()),
+            Ok(r) => (Operation::Describe, vec![r.key.to_string()]),
+            Err(_) => return false,
+        },
+        ApiKey::DescribeGroups => match decode_body::<DescribeGroupsRequest>(&mut body, meta) {
+            Ok(r) => (Operation::Describe, r.groups.iter().map(|g| g.to_string()).collect()),
+            Err(_) => return false,
+        },
+        ApiKey::ListGroups => return ctx.allowed(Operation::Describe, Resource::Cluster, CLUSTER_NAME),
+        _ => return true,
+    };
+    groups.iter().all(|g| ctx.allowed(op, Resource::Group, g))
 }
 
 /// Checks a consumer's `current_leader_epoch` against ours (KIP-320): older is fenced, newer is

@@ -16,6 +16,7 @@ use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponseParti
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::{encode_response, error_code, Context, Outcome, RequestMeta};
+use crate::cluster::authorizer::Operation;
 use crate::groups::{wall_ms, Committed};
 use crate::log::TopicPartition;
 use crate::send::WritePlan;
@@ -33,6 +34,8 @@ pub fn handle(meta: &RequestMeta, req: &OffsetCommitRequest, ctx: &mut Context<'
     let instance = if v >= 7 { req.group_instance_id.as_deref() } else { None };
     let group_error = if group.is_empty() {
         Err(error_code::INVALID_GROUP_ID)
+    } else if let Some(code) = ctx.group_denied(Operation::Read, group) {
+        Err(code)
     } else if !ctx.coordinates(group) {
         Err(error_code::NOT_COORDINATOR)
     } else {
@@ -63,6 +66,8 @@ pub fn handle(meta: &RequestMeta, req: &OffsetCommitRequest, ctx: &mut Context<'
             let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
             let code = if let Err(e) = group_error {
                 e
+            } else if !ctx.topic_allowed(Operation::Read, &tp.topic) {
+                error_code::TOPIC_AUTHORIZATION_FAILED
             } else if !ctx.view.partitions.contains_key(&tp)
                 && ctx.view.cluster.as_ref().is_none_or(|c| c.image.partition(&tp.topic, tp.partition).is_none())
             {

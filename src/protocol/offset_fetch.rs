@@ -14,7 +14,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{encode_response, Context, Outcome, RequestMeta};
+use super::{encode_response, error_code, Context, Outcome, RequestMeta};
+use crate::cluster::authorizer::{Operation, Resource};
 use crate::groups::store::GroupOffsets;
 use crate::send::WritePlan;
 
@@ -43,10 +44,33 @@ fn wanted(offs: Option<&GroupOffsets>, topics: Option<Vec<(String, Vec<i32>)>>) 
     }
 }
 
+/// The ACL checks (Kafka's `handleOffsetFetchRequest`): GROUP DESCRIBE, else the group's
+/// error; then TOPIC DESCRIBE: a named topic the caller may not describe answers
+/// TOPIC_AUTHORIZATION_FAILED per partition, an all-topics fetch leaves it out.
+fn authorized(
+    ctx: &Context<'_>,
+    group: &str,
+    named: bool,
+    topics: Vec<(String, Vec<i32>)>,
+) -> Result<Vec<(String, Vec<i32>, bool)>, i16> {
+    if !ctx.allowed(Operation::Describe, Resource::Group, group) {
+        return Err(error_code::GROUP_AUTHORIZATION_FAILED);
+    }
+    Ok(topics
+        .into_iter()
+        .map(|(t, ps)| {
+            let ok = ctx.topic_allowed(Operation::Describe, &t);
+            (t, ps, ok)
+        })
+        .filter(|(_, _, ok)| *ok || named)
+        .collect())
+}
+
 pub fn handle(meta: &RequestMeta, req: &OffsetFetchRequest, ctx: &mut Context<'_>) -> Outcome {
     let v = meta.api_version;
     let store = &ctx.groups.store;
     let mut resp = OffsetFetchResponse::default();
+    let mut errors = Vec::new();
     if v >= 8 {
         for g in &req.groups {
             let offs = store.group(g.group_id.as_str());
@@ -54,18 +78,36 @@ pub fn handle(meta: &RequestMeta, req: &OffsetFetchRequest, ctx: &mut Context<'_
                 .topics
                 .as_ref()
                 .map(|ts| ts.iter().map(|t| (t.name.to_string(), t.partition_indexes.clone())).collect());
-            let topics = wanted(offs, topics)
+            let topics = match authorized(ctx, g.group_id.as_str(), g.topics.is_some(), wanted(offs, topics)) {
+                Ok(t) => t,
+                Err(code) => {
+                    errors.push(code);
+                    resp.groups.push(
+                        OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_error_code(code),
+                    );
+                    continue;
+                }
+            };
+            let topics = topics
                 .into_iter()
-                .map(|(t, ps)| {
+                .map(|(t, ps, ok)| {
                     let partitions = ps
                         .into_iter()
                         .map(|p| {
-                            let (offset, epoch, md) = lookup(offs, &t, p);
+                            let (offset, epoch, md) = if ok { lookup(offs, &t, p) } else { (-1, -1, String::new()) };
+                            if !ok {
+                                errors.push(error_code::TOPIC_AUTHORIZATION_FAILED);
+                            }
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(Some(StrBytes::from_string(md)))
+                                .with_error_code(if ok {
+                                    error_code::NONE
+                                } else {
+                                    error_code::TOPIC_AUTHORIZATION_FAILED
+                                })
                         })
                         .collect();
                     OffsetFetchResponseTopics::default()
@@ -81,18 +123,43 @@ pub fn handle(meta: &RequestMeta, req: &OffsetFetchRequest, ctx: &mut Context<'_
             .topics
             .as_ref()
             .map(|ts| ts.iter().map(|t| (t.name.to_string(), t.partition_indexes.clone())).collect());
-        resp.topics = wanted(offs, topics)
+        let named = req.topics.is_some();
+        let topics = match authorized(ctx, req.group_id.as_str(), named, wanted(offs, topics)) {
+            Ok(t) => t,
+            Err(code) => {
+                errors.push(code);
+                resp.error_code = code;
+                // v1 has no top-level error: each named partition carries it.
+                req.topics
+                    .iter()
+                    .flatten()
+                    .map(|t| (t.name.to_string(), t.partition_indexes.clone(), false))
+                    .filter(|_| v < 2)
+                    .collect()
+            }
+        };
+        let group_code = resp.error_code;
+        resp.topics = topics
             .into_iter()
-            .map(|(t, ps)| {
+            .map(|(t, ps, ok)| {
                 let partitions = ps
                     .into_iter()
                     .map(|p| {
-                        let (offset, epoch, md) = lookup(offs, &t, p);
+                        let (offset, epoch, md) = if ok { lookup(offs, &t, p) } else { (-1, -1, String::new()) };
+                        let code = match (ok, group_code) {
+                            (true, _) => error_code::NONE,
+                            (false, error_code::NONE) => error_code::TOPIC_AUTHORIZATION_FAILED,
+                            (false, g) => g,
+                        };
+                        if code != error_code::NONE && group_code == error_code::NONE {
+                            errors.push(code);
+                        }
                         OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
                             .with_committed_offset(offset)
                             .with_committed_leader_epoch(if v >= 5 { epoch } else { -1 })
                             .with_metadata(Some(StrBytes::from_string(md)))
+                            .with_error_code(code)
                     })
                     .collect();
                 OffsetFetchResponseTopic::default()
@@ -100,6 +167,9 @@ pub fn handle(meta: &RequestMeta, req: &OffsetFetchRequest, ctx: &mut Context<'_
                     .with_partitions(partitions)
             })
             .collect();
+    }
+    for code in errors {
+        ctx.note_error(code);
     }
     match encode_response(meta, &resp) {
         Ok(b) => {

@@ -43,7 +43,12 @@ pub fn handle(meta: &RequestMeta, req: &OffsetForLeaderEpochRequest, ctx: &mut C
         for p in &t.partitions {
             let tp = TopicPartition { topic: t.topic.0.to_string(), partition: p.partition };
             let r = EpochEndOffset::default().with_partition(p.partition);
+            // CLUSTER_ACTION is for brokers; a consumer needs TOPIC DESCRIBE.
+            let allowed = ctx.topic_allowed(crate::cluster::authorizer::Operation::Describe, &tp.topic);
             let r = match ctx.bounds(&tp) {
+                _ if !allowed => {
+                    r.with_error_code(error_code::TOPIC_AUTHORIZATION_FAILED).with_leader_epoch(-1).with_end_offset(-1)
+                }
                 Ok(Some(b)) => match epoch_error(p.current_leader_epoch, b.leader_epoch) {
                     Some(code) => r.with_error_code(code).with_leader_epoch(-1).with_end_offset(-1),
                     None => {

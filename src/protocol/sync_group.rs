@@ -15,6 +15,9 @@ use crate::groups::coordinator::{Reply, SyncRequest, SyncResult};
 
 pub fn handle(meta: &RequestMeta, req: SyncGroupRequest, ctx: &mut Context<'_>, now: Instant) -> Outcome {
     let v = meta.api_version;
+    if let Some(code) = ctx.group_denied(crate::cluster::authorizer::Operation::Read, &req.group_id) {
+        return respond(meta, &SyncGroupResponse::default().with_error_code(code));
+    }
     if !ctx.coordinates(&req.group_id) {
         ctx.note_error(super::error_code::NOT_COORDINATOR);
         return respond(meta, &SyncGroupResponse::default().with_error_code(super::error_code::NOT_COORDINATOR));

@@ -1,8 +1,9 @@
-//! SASL mechanisms as sans-io state machines: client tokens in, a challenge, success or a
-//! failure out. Owns the mechanisms' byte formats and the credential checks, nothing of the
-//! connection: the SaslHandshake/SaslAuthenticate framing, the pre-authentication gate and the
-//! failure delay belong to the server (issue 14, security; not wired yet).
+//! SASL as sans-io state machines: client tokens in, a challenge, success or a failure out.
+//! Owns the mechanisms' byte formats, the credential checks and the order of one connection's
+//! exchange; the server owns the sockets, the failure delay's timer and the log lines.
 //!
+//! - [`session`]: one connection on a SASL listener: ApiVersions, SaslHandshake v0–1,
+//!   SaslAuthenticate v0–2 or raw v0 tokens, the pre-authentication gate, re-authentication.
 //! - [`plain`]: SASL/PLAIN (RFC 4616) against passwords the caller looks up (the broker's JAAS
 //!   `user_NAME="..."` entries or a users file).
 //! - [`scram`]: SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) against the salted
@@ -13,6 +14,7 @@
 
 pub mod plain;
 pub mod scram;
+pub mod session;
 
 /// Equal-length byte strings compared in time independent of where they differ.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

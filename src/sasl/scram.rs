@@ -305,7 +305,7 @@ fn unescape(name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// PBKDF2 (RFC 8018) with one output block, the client's side of SCRAM's Hi().
@@ -322,7 +322,7 @@ mod tests {
     }
 
     /// A credential as `kafka-configs.sh --add-config SCRAM-...=[password=...]` makes one.
-    fn credential(m: Mechanism, password: &str, salt: &[u8], iterations: i32) -> ScramCredential {
+    pub(crate) fn credential(m: Mechanism, password: &str, salt: &[u8], iterations: i32) -> ScramCredential {
         let salted = hi(m, password.as_bytes(), salt, iterations);
         let client_key = m.hmac(&salted, b"Client Key");
         ScramCredential {
@@ -334,7 +334,7 @@ mod tests {
     }
 
     /// The client's final message for a password, given the server's first message.
-    fn client_final(m: Mechanism, password: &str, client_first_bare: &str, server_first: &str) -> String {
+    pub(crate) fn client_final(m: Mechanism, password: &str, client_first_bare: &str, server_first: &str) -> String {
         let fields: Vec<&str> = server_first.split(',').collect();
         let nonce = &fields[0][2..];
         let salt = base64_decode(&fields[1][2..]).expect("salt");

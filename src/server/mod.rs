@@ -24,6 +24,15 @@
 //! `groups::TICK_INTERVAL`. The sync runs on the loop thread; its time is exported as
 //! `offsets_sync_seconds`.
 //!
+//! Listeners: one or more (`--listen`), each PLAINTEXT or SASL_PLAINTEXT ([`listeners`]). A
+//! connection of a SASL listener gives every frame to its [`Session`] first (sans-io, in
+//! `crate::sasl::session`): until it authenticates only the exchange is answered and frames are
+//! capped at 512 KiB; a failed exchange waits in `AuthDelay` for
+//! `connection.failed.authentication.delay.ms`, writes its answer and closes. The handlers see
+//! the principal and the client address as [`Auth`] when the broker's authorizer is on. Each
+//! listener has its own copy of the configuration so Metadata advertises the listener the client
+//! came in on.
+//!
 //! One request is in flight per connection (like a broker's muted channel): nothing more is
 //! read until the response is written. Sockets are registered once for both directions
 //! (edge-triggered); work continues until `WouldBlock` or until the turn's budget runs out, in
@@ -36,8 +45,11 @@
 //! released) and `recv_bytes_per_turn_max` (a connection feeding a large request yields to the
 //! others after that many bytes, like the write budget).
 
+pub mod listeners;
 mod request_memory;
 pub mod upstream;
+
+use listeners::{Bound, Security, SecurityProtocol};
 
 use request_memory::Grant;
 pub use request_memory::{RequestMemory, BUFFERED_REQUEST_BYTES_MAX_DEFAULT, SMALL_REQUEST_BYTES};
@@ -58,11 +70,11 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::groups::{Groups, Waiter};
 use crate::log::tailer::Tailer;
 use crate::metrics::{self, HttpAsk, Metrics};
-use crate::protocol::{self, fetch, Context, Origin, Outcome, RequestMeta, ServeConfig};
+use crate::protocol::{self, fetch, Auth, Context, Origin, Outcome, RequestMeta, ServeConfig};
+use crate::sasl::session::{Decision, Session, ANONYMOUS};
 use crate::send::{Sent, WritePlan, WriteStatus};
 use crate::systemd::Notifier;
 
-const LISTENER: Token = Token(0);
 const INOTIFY: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const METRICS_LISTENER: Token = Token(3);
@@ -72,6 +84,8 @@ const FIRST_CONN: usize = 8;
 const FIRST_METRICS_CONN: usize = 1 << 40;
 /// The relay connection of client slot `i` (`--groups upstream`) has token `FIRST_RELAY + i`.
 const FIRST_RELAY: usize = 1 << 39;
+/// Client listener `k` has token `FIRST_LISTENER + k`.
+const FIRST_LISTENER: usize = 1 << 38;
 /// Largest relayed response accepted from the broker.
 const RELAY_FRAME_BYTES_MAX: usize = 64 << 20;
 /// How often STATUS= is sent to systemd.
@@ -123,6 +137,12 @@ enum ConnState {
     AfterSync(WritePlan),
     /// A group request relayed to the upstream broker, waiting for its answer.
     Relaying(RequestMeta),
+    /// A failed SASL authentication: its answer (if any) is written at `until`
+    /// (`connection.failed.authentication.delay.ms`), then the connection closes.
+    AuthDelay {
+        until: Instant,
+        plan: Option<WritePlan>,
+    },
 }
 
 /// A client connection's own connection to the upstream broker, for its relayed group
@@ -150,6 +170,12 @@ struct Conn {
     ready_at: Instant,
     fetch_in_flight: bool,
     relay: Option<Relay>,
+    /// The listener it came in on.
+    listener: usize,
+    /// The SASL state on a SASL listener.
+    sasl: Option<Box<Session>>,
+    /// Close once the response being written is out (why, for the log line).
+    close_after_write: Option<String>,
 }
 
 /// A connection to the metrics endpoint: read one request, write one response, close.
@@ -186,9 +212,21 @@ fn fleet_nodes(
     crate::cluster::fleet::Fleet::of(tailer.view.cluster.as_ref(), config).map(|f| f.nodes)
 }
 
+/// A client listener.
+struct Listener {
+    socket: TcpListener,
+    protocol: SecurityProtocol,
+}
+
 pub struct Server {
     poll: Poll,
-    listener: TcpListener,
+    listeners: Vec<Listener>,
+    /// The configuration as each listener's clients see it (its advertised address); index 0 is
+    /// `config` itself, the others are copies refreshed by `sync_listener_configs`.
+    listener_configs: Vec<ServeConfig>,
+    security: Security,
+    /// Slots of the connections in `AuthDelay`.
+    auth_delayed: Vec<usize>,
     tailer: Tailer,
     signals: Option<SignalFd>,
     conns: Vec<Option<Conn>>,
@@ -259,17 +297,21 @@ macro_rules! conn_log {
 }
 
 impl Server {
-    /// Binds `listen` (backlog 1024, SO_REUSEADDR) and registers everything with one Poll.
+    /// Binds each listener (backlog 1024, SO_REUSEADDR) and registers everything with one Poll.
     pub fn bind(
-        listen: SocketAddr,
+        listen: &[(SocketAddr, SecurityProtocol)],
         tailer: Tailer,
         groups: Groups,
         config: ServeConfig,
         limits: Limits,
     ) -> io::Result<Self> {
-        let mut listener = bind_listener(listen)?;
         let poll = Poll::new()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listeners = Vec::with_capacity(listen.len());
+        for (k, &(addr, protocol)) in listen.iter().enumerate() {
+            let mut socket = bind_listener(addr).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
+            poll.registry().register(&mut socket, Token(FIRST_LISTENER + k), Interest::READABLE)?;
+            listeners.push(Listener { socket, protocol });
+        }
         if let Some(fd) = tailer.raw_fd() {
             poll.registry().register(&mut SourceFd(&fd), INOTIFY, Interest::READABLE)?;
         }
@@ -279,7 +321,10 @@ impl Server {
         }
         Ok(Server {
             poll,
-            listener,
+            listener_configs: vec![config.clone(); listeners.len()],
+            listeners,
+            security: Security::default(),
+            auth_delayed: Vec::new(),
             tailer,
             signals,
             conns: Vec::new(),
@@ -354,18 +399,50 @@ impl Server {
         });
     }
 
-    /// Sets the address Metadata tells clients to connect to.
-    pub fn set_advertised(&mut self, host: String, port: i32) {
-        self.config.advertised_host = host;
-        self.config.advertised_port = port;
+    /// Sets the address Metadata tells the clients of listener `k` to connect to (listener 0's
+    /// is also the one the fleet and FindCoordinator name).
+    pub fn set_advertised(&mut self, k: usize, host: String, port: i32) {
+        if k == 0 {
+            self.config.advertised_host = host.clone();
+            self.config.advertised_port = port;
+        }
+        if let Some(c) = self.listener_configs.get_mut(k) {
+            c.advertised_host = host;
+            c.advertised_port = port;
+        }
+        self.sync_listener_configs();
+    }
+
+    /// What SASL listeners authenticate with and every listener authorizes with.
+    pub fn set_security(&mut self, security: Security) {
+        self.security = security;
+    }
+
+    /// Copies `config` into every listener's, keeping each one's advertised address.
+    fn sync_listener_configs(&mut self) {
+        for c in &mut self.listener_configs {
+            let (host, port) = (std::mem::take(&mut c.advertised_host), c.advertised_port);
+            *c = self.config.clone();
+            c.advertised_host = host;
+            c.advertised_port = port;
+        }
+    }
+
+    /// The bound listeners, in `--listen` order.
+    pub fn bound(&self) -> io::Result<Vec<Bound>> {
+        self.listeners.iter().map(|l| Ok(Bound { addr: l.socket.local_addr()?, protocol: l.protocol })).collect()
     }
 
     pub fn config(&self) -> &ServeConfig {
         &self.config
     }
 
+    /// The first listener's address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match self.listeners.first() {
+            Some(l) => l.socket.local_addr(),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "no listener")),
+        }
     }
 
     pub fn partition_count(&self) -> usize {
@@ -399,7 +476,6 @@ impl Server {
             let mut tailer_readable = false;
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(),
                     INOTIFY => tailer_readable = true,
                     SIGNALS => self.on_signal(),
                     METRICS_LISTENER => self.accept_metrics(),
@@ -410,6 +486,7 @@ impl Server {
                     }
                     Token(t) if t >= FIRST_METRICS_CONN => self.drive_metrics(t - FIRST_METRICS_CONN),
                     Token(t) if t >= FIRST_RELAY => self.drive_relay(t - FIRST_RELAY),
+                    Token(t) if t >= FIRST_LISTENER => self.accept(t - FIRST_LISTENER),
                     Token(t) => self.drive(t - FIRST_CONN),
                 }
             }
@@ -432,6 +509,7 @@ impl Server {
                 self.wake_parked(now, false);
             }
             self.wake_parked(now, true);
+            self.release_auth_delays(now);
             self.groups.tick(now);
             self.finish_group_work();
             if now >= self.last_idle_check + IDLE_CHECK_INTERVAL {
@@ -456,7 +534,9 @@ impl Server {
             let resume_at = self.limits.connections_max - (self.limits.connections_max / 10).max(1);
             if self.accept_paused && self.open_connections() <= resume_at {
                 self.accept_paused = false;
-                self.accept();
+                for k in 0..self.listeners.len() {
+                    self.accept(k);
+                }
             }
         }
     }
@@ -490,6 +570,11 @@ impl Server {
                 next = next.min(p.deadline);
             }
         }
+        for &i in &self.auth_delayed {
+            if let Some(Some(Conn { state: ConnState::AuthDelay { until, .. }, .. })) = self.conns.get(i) {
+                next = next.min(*until);
+            }
+        }
         next.saturating_duration_since(now)
     }
 
@@ -507,17 +592,20 @@ impl Server {
                     log::info!("{sig}: no longer accepting; finishing in-flight responses");
                     self.notifier.notify("STOPPING=1");
                     self.stopping = Some(Instant::now());
-                    let _ = self.poll.registry().deregister(&mut self.listener);
+                    for l in &mut self.listeners {
+                        let _ = self.poll.registry().deregister(&mut l.socket);
+                    }
                 }
                 Err(_) => {}
             }
         }
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, k: usize) {
         if self.stopping.is_some() {
             return;
         }
+        let Some(protocol) = self.listeners.get(k).map(|l| l.protocol) else { return };
         loop {
             if self.open_connections() >= self.limits.connections_max {
                 if !self.accept_paused {
@@ -529,7 +617,8 @@ impl Server {
                 self.accept_paused = true;
                 return;
             }
-            match self.listener.accept() {
+            let Some(l) = self.listeners.get(k) else { return };
+            match l.socket.accept() {
                 Ok((mut stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let i = match self.free.pop() {
@@ -560,6 +649,9 @@ impl Server {
                         ready_at: Instant::now(),
                         fetch_in_flight: false,
                         relay: None,
+                        listener: k,
+                        sasl: (protocol == SecurityProtocol::SaslPlaintext).then(|| Box::new(Session::new())),
+                        close_after_write: None,
                     });
                     self.open += 1;
                     self.counters.connections_accepted += 1;
@@ -607,6 +699,7 @@ impl Server {
                     self.wake_memory_waiters();
                 }
                 self.parked.retain(|&p| p != i);
+                self.auth_delayed.retain(|&p| p != i);
                 self.free.push(i);
             }
         }
@@ -626,7 +719,8 @@ impl Server {
                 ConnState::Parked(_)
                 | ConnState::GroupWait { .. }
                 | ConnState::AfterSync(_)
-                | ConnState::Relaying(_) => return,
+                | ConnState::Relaying(_)
+                | ConnState::AuthDelay { .. } => return,
                 ConnState::Writing(plan) => {
                     let before = plan.remaining();
                     let mut sent = Sent::default();
@@ -645,6 +739,10 @@ impl Server {
                                 self.metrics.fetch_send_seconds.observe(c.ready_at.elapsed().as_secs_f64());
                             }
                             c.state = ConnState::Reading;
+                            if let Some(why) = c.close_after_write.take() {
+                                self.close(i, why, false);
+                                return;
+                            }
                         }
                         Ok(WriteStatus::Blocked) => {
                             if budget == 0 {
@@ -669,7 +767,18 @@ impl Server {
                         self.ready.push_back(i);
                         return;
                     }
-                    match protocol::check_frame(&c.rbuf, self.limits.request_bytes_max) {
+                    let checked = match c.sasl.as_deref() {
+                        None => protocol::check_frame(&c.rbuf, self.limits.request_bytes_max),
+                        Some(s) => {
+                            let max = s.receive_bytes_max(self.limits.request_bytes_max as usize) as u32;
+                            if s.expects_raw_token() {
+                                protocol::check_token_frame(&c.rbuf, max)
+                            } else {
+                                protocol::check_frame(&c.rbuf, max)
+                            }
+                        }
+                    };
+                    match checked {
                         Err(e) => {
                             self.counters.protocol_errors += 1;
                             self.metrics.protocol_violations.inc();
@@ -874,6 +983,9 @@ impl Server {
                 u.watcher.api_ranges.iter().map(|(&k, &(lo, hi))| (k, lo, hi)).collect();
             ranges.sort_unstable();
             self.config.upstream_api_ranges = ranges;
+            for c in &mut self.listener_configs {
+                c.upstream_api_ranges = self.config.upstream_api_ranges.clone();
+            }
         }
         let live = u.watcher.live();
         if live && u.down_logged {
@@ -951,19 +1063,100 @@ impl Server {
         self.ready.extend(woken);
     }
 
+    /// Gives a frame to the connection's SASL session first; true when the handlers should
+    /// serve it.
+    fn authenticate(&mut self, i: usize, frame: &Bytes, now: Instant) -> bool {
+        let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return false };
+        let Some(session) = c.sasl.as_mut() else { return true };
+        let scram = self.tailer.view.cluster.as_ref().map(|m| &m.image.scram);
+        let token = i + FIRST_CONN;
+        match session.on_frame(frame, &self.security.sasl, scram, now) {
+            Decision::Serve => true,
+            Decision::Respond { frame, authenticated } => {
+                if let Some(user) = authenticated {
+                    conn_log!(info, c, token, "authenticated as User:{user}");
+                    self.metrics.authentications.inc();
+                }
+                let mut plan = WritePlan::new();
+                plan.push_mem(frame);
+                c.state = ConnState::Writing(plan);
+                false
+            }
+            Decision::Fail { frame, delay, reason, user } => {
+                conn_log!(
+                    warn,
+                    c,
+                    token,
+                    "SASL authentication failed for user {}: {reason}",
+                    user.as_deref().unwrap_or("-")
+                );
+                self.metrics.authentication_failures.inc();
+                self.metrics.error(protocol::error_code::SASL_AUTHENTICATION_FAILED);
+                let plan = frame.map(|f| {
+                    let mut p = WritePlan::new();
+                    p.push_mem(f);
+                    p
+                });
+                c.state = ConnState::AuthDelay { until: now + delay, plan };
+                c.close_after_write = Some("authentication failed".into());
+                self.auth_delayed.push(i);
+                false
+            }
+            Decision::Close(why) => {
+                self.counters.protocol_errors += 1;
+                self.metrics.protocol_violations.inc();
+                self.close(i, why, true);
+                false
+            }
+        }
+    }
+
+    /// Writes the answers of failed authentications whose delay is over (then they close).
+    fn release_auth_delays(&mut self, now: Instant) {
+        if self.auth_delayed.is_empty() {
+            return;
+        }
+        let mut still = Vec::new();
+        for i in std::mem::take(&mut self.auth_delayed) {
+            let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { continue };
+            let ConnState::AuthDelay { until, plan } = &mut c.state else { continue };
+            if now < *until {
+                still.push(i);
+                continue;
+            }
+            match plan.take() {
+                Some(plan) => {
+                    c.state = ConnState::Writing(plan);
+                    self.ready.push_back(i);
+                }
+                None => self.close(i, "authentication failed".into(), false),
+            }
+        }
+        self.auth_delayed = still;
+    }
+
     fn handle(&mut self, i: usize, frame: Bytes) {
         self.counters.requests += 1;
         let now = Instant::now();
+        if !self.authenticate(i, &frame, now) {
+            return;
+        }
         self.next_serial += 1;
         let serial = self.next_serial;
-        let client_host =
-            self.conns.get(i).and_then(Option::as_ref).map(|c| c.peer.ip().to_string()).unwrap_or_default();
+        let Some(conn) = self.conns.get(i).and_then(Option::as_ref) else { return };
+        let client_host = conn.peer.ip().to_string();
+        let auth = self.security.authorizer.as_ref().map(|config| Auth {
+            config,
+            principal: conn.sasl.as_deref().map_or(ANONYMOUS, Session::principal),
+            host: conn.peer.ip(),
+        });
         let mut ctx = Context {
             view: &mut self.tailer.view,
-            config: &self.config,
+            config: self.listener_configs.get(conn.listener).unwrap_or(&self.config),
             groups: &mut self.groups,
             origin: Origin { waiter: Waiter { conn: i, serial }, client_host: format!("/{client_host}") },
             errors: Vec::new(),
+            auth,
         };
         // Decoding is done by a third-party codec; a panic there must cost one connection only.
         let result =
@@ -1080,7 +1273,7 @@ impl Server {
                         ConnState::Relaying(meta) => match protocol::relayed_response(
                             &meta,
                             body,
-                            &self.config,
+                            self.listener_configs.get(c.listener).unwrap_or(&self.config),
                             fleet_nodes(&self.tailer, &self.config, &meta).as_ref(),
                         ) {
                             Ok(body) => {
@@ -1163,12 +1356,18 @@ impl Server {
                 still.push(i);
                 continue;
             }
+            let auth = self.security.authorizer.as_ref().map(|config| Auth {
+                config,
+                principal: c.sasl.as_deref().map_or(ANONYMOUS, Session::principal),
+                host: c.peer.ip(),
+            });
             let mut ctx = Context {
                 view: &mut self.tailer.view,
-                config: &self.config,
+                config: self.listener_configs.get(c.listener).unwrap_or(&self.config),
                 groups: &mut self.groups,
                 origin: Origin { waiter: Waiter { conn: i, serial: 0 }, client_host: String::new() },
                 errors: Vec::new(),
+                auth,
             };
             match fetch::retry(p, &mut ctx, now) {
                 Some(plan) => {
@@ -1279,7 +1478,13 @@ impl Server {
         let idle = Duration::from_millis(self.limits.idle_timeout_ms);
         for i in 0..self.conns.len() {
             let Some(c) = self.conns[i].as_ref() else { continue };
-            if matches!(c.state, ConnState::Parked(_) | ConnState::GroupWait { .. } | ConnState::Relaying(_)) {
+            if matches!(
+                c.state,
+                ConnState::Parked(_)
+                    | ConnState::GroupWait { .. }
+                    | ConnState::Relaying(_)
+                    | ConnState::AuthDelay { .. }
+            ) {
                 continue;
             }
             if now.duration_since(c.last_progress) >= idle {

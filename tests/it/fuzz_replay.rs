@@ -56,6 +56,7 @@ fn request_corpus_and_regressions() {
             groups: &mut groups,
             origin: Origin { waiter: Waiter { conn: 0, serial: 1 }, client_host: "/127.0.0.1".into() },
             errors: Vec::new(),
+            auth: None,
         };
         let (_, outcome) = handle_request(Bytes::from(data), &mut ctx, Instant::now());
         if regressions.contains(path) {

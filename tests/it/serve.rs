@@ -258,8 +258,15 @@ fn api_versions_every_version_and_the_unknown_one() {
         {
             assert!(keys.contains(&k), "v{v} lacks {k:?}");
         }
-        assert_eq!(keys.len(), 15, "nothing else is advertised");
+        // SaslHandshake and SaslAuthenticate, listed on every listener as the broker lists them.
+        assert!(keys.contains(&(17, 0, 1)) && keys.contains(&(36, 0, 2)), "v{v} {keys:?}");
+        assert_eq!(keys.len(), 17, "nothing else is advertised");
     }
+    // On a PLAINTEXT listener a SASL exchange is out of place: ILLEGAL_SASL_STATE, as the broker.
+    let h = c.call(1, &kafka_protocol::messages::SaslHandshakeRequest::default());
+    assert_eq!(h.error_code, 34);
+    let a = c.call(2, &kafka_protocol::messages::SaslAuthenticateRequest::default());
+    assert_eq!(a.error_code, 34);
     let mut f = c.frame(4, &ApiVersionsRequest::default());
     f[6..8].copy_from_slice(&9i16.to_be_bytes());
     c.s.write_all(&f).unwrap();
@@ -267,7 +274,7 @@ fn api_versions_every_version_and_the_unknown_one() {
     let _ = ResponseHeader::decode(&mut body, 0).unwrap();
     let r = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(r.error_code, 35);
-    assert_eq!(r.api_keys.len(), 15);
+    assert_eq!(r.api_keys.len(), 17);
 }
 
 #[test]
