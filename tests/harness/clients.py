@@ -35,6 +35,16 @@ def _lines(out):
 KCAT_FORMAT = "%t\\t%p\\t%o\\t%T\\t%K\\t%S\\t%h\\t%k%s\\x1e"
 
 
+def kcat_sasl():
+    """kcat's -X options for LOGFERRY_SASL=MECHANISM:USER:PASSWORD (the other clients read it)."""
+    spec = os.environ.get("LOGFERRY_SASL")
+    if not spec:
+        return []
+    mech, user, password = spec.split(":", 2)
+    return ["-X", "security.protocol=SASL_PLAINTEXT", "-X", f"sasl.mechanisms={mech}",
+            "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]
+
+
 def command(client, bootstrap, topic, isolation, timeout_s, start):
     """The command line of a consumer. START: beginning, ts:MILLIS, end:N (see Consume.java) or
     group:NAME (a member of group NAME that runs until SIGTERM; see GroupMember)."""
@@ -44,7 +54,7 @@ def command(client, bootstrap, topic, isolation, timeout_s, start):
                 "logferry.harness.GroupConsume", bootstrap, topic, start[len("group:"):], str(timeout_s)]
     if client == "kcat" and start.startswith("group:"):
         # A balanced consumer (-G) with the cooperative-sticky assignor, unbuffered output (-u).
-        return ["kcat", "-b", bootstrap, "-G", start[len("group:"):], "-q", "-u", "-f", KCAT_FORMAT,
+        return ["kcat", "-b", bootstrap, *kcat_sasl(), "-G", start[len("group:"):], "-q", "-u", "-f", KCAT_FORMAT,
                 "-X", f"isolation.level={isolation}", "-X", "auto.offset.reset=earliest",
                 "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000",
                 "-X", "auto.commit.interval.ms=1000", "-X", "partition.assignment.strategy=cooperative-sticky",
@@ -58,7 +68,7 @@ def command(client, bootstrap, topic, isolation, timeout_s, start):
     if client == "kafka-python":
         return [sys.executable, os.path.join(HERE, "pyconsume.py"), bootstrap, topic, isolation, str(timeout_s), start]
     if client == "kcat":
-        cmd = ["kcat", "-C", "-b", bootstrap, "-t", topic, "-q", "-X", f"isolation.level={isolation}",
+        cmd = ["kcat", "-C", "-b", bootstrap, *kcat_sasl(), "-t", topic, "-q", "-X", f"isolation.level={isolation}",
                "-f", KCAT_FORMAT]
         if start.startswith("ts:"):
             return cmd + ["-o", "s@" + start[3:], "-e"]

@@ -25,6 +25,8 @@ class Ferry:
         cmd += list(extra)
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env={**os.environ, "RUST_LOG": rust_log})
         self.log = []
+        # (protocol, HOST:PORT) per --listen, in order.
+        self.listeners = []
         ready = threading.Event()
         self.bootstrap = None
 
@@ -33,7 +35,13 @@ class Ferry:
                 line = raw.decode(errors="replace").rstrip()
                 self.log.append(line)
                 if self.bootstrap is None and "serving on " in line:
-                    self.bootstrap = line.split("serving on ")[1].split()[0]
+                    # "serving on [PROTO://]HOST:PORT (advertised ..), [PROTO://]HOST:PORT (..); node .."
+                    spec = line.split("serving on ")[1].split(";")[0]
+                    for entry in spec.split("), "):
+                        addr = entry.split()[0]
+                        proto, _, hp = addr.rpartition("://")
+                        self.listeners.append((proto or "PLAINTEXT", hp))
+                    self.bootstrap = self.listeners[0][1]
                     ready.set()
 
         threading.Thread(target=read, daemon=True).start()

@@ -8,6 +8,7 @@ consumer group NAME with kafka-python's default (eager) assignors, auto commit e
 6 s session; prints each record as it arrives and runs until SIGTERM or the timeout).
 """
 import hashlib
+import os
 import signal
 import sys
 import time
@@ -29,8 +30,18 @@ def line(r):
             f"{hex_or_null(r.key)} {sha_or_null(r.value)} {hs}\n")
 
 
+def sasl():
+    """Client settings from LOGFERRY_SASL=MECHANISM:USER:PASSWORD (unset: PLAINTEXT)."""
+    spec = os.environ.get("LOGFERRY_SASL")
+    if not spec:
+        return {}
+    mech, user, password = spec.split(":", 2)
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": mech,
+            "sasl_plain_username": user, "sasl_plain_password": password}
+
+
 def run_group(bootstrap, topic, group, isolation, timeout_s):
-    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, isolation_level=isolation,
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, isolation_level=isolation, **sasl(),
                       auto_offset_reset="earliest", enable_auto_commit=True, auto_commit_interval_ms=1000,
                       session_timeout_ms=6000, heartbeat_interval_ms=1000)
     stopping = []
@@ -54,7 +65,7 @@ def main():
     if start.startswith("group:"):
         return run_group(bootstrap, topic, start[len("group:"):], isolation, timeout_s)
     c = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation,
-                      enable_auto_commit=False, group_id=None)
+                      enable_auto_commit=False, group_id=None, **sasl())
     deadline = time.monotonic() + timeout_s
     parts = None
     while parts is None and time.monotonic() < deadline:

@@ -23,6 +23,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 func hexOrNull(b []byte) string {
@@ -70,7 +72,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	admin, err := kgo.NewClient(kgo.SeedBrokers(bootstrap))
+	admin, err := kgo.NewClient(saslOpt(), kgo.SeedBrokers(bootstrap))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(1)
@@ -127,7 +129,7 @@ func main() {
 	if wantRecords >= 0 {
 		fmt.Fprintln(os.Stderr, "READY")
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(isolation),
+	cl, err := kgo.NewClient(saslOpt(), kgo.SeedBrokers(bootstrap), kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(isolation),
 		kgo.KeepControlRecords())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
@@ -169,6 +171,26 @@ func main() {
 	fmt.Print(out.String())
 }
 
+// saslOpt is the client's SASL from LOGFERRY_SASL=MECHANISM:USER:PASSWORD (unset: PLAINTEXT;
+// kgo.SASL with no mechanism is a no-op).
+func saslOpt() kgo.Opt {
+	f := strings.SplitN(os.Getenv("LOGFERRY_SASL"), ":", 3)
+	if len(f) != 3 {
+		return kgo.SASL()
+	}
+	switch f[0] {
+	case "PLAIN":
+		return kgo.SASL(plain.Auth{User: f[1], Pass: f[2]}.AsMechanism())
+	case "SCRAM-SHA-256":
+		return kgo.SASL(scram.Auth{User: f[1], Pass: f[2]}.AsSha256Mechanism())
+	case "SCRAM-SHA-512":
+		return kgo.SASL(scram.Auth{User: f[1], Pass: f[2]}.AsSha512Mechanism())
+	}
+	fmt.Fprintf(os.Stderr, "LOGFERRY_SASL: unknown mechanism %q\n", f[0])
+	os.Exit(2)
+	return nil
+}
+
 func line(r *kgo.Record) string {
 	hs := make([]string, 0, len(r.Headers))
 	for _, h := range r.Headers {
@@ -190,7 +212,7 @@ func runGroup(bootstrap, topic, group string, isolation kgo.IsolationLevel, time
 	defer cancel()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+	cl, err := kgo.NewClient(saslOpt(), kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(isolation), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(time.Second),
 		kgo.AutoCommitInterval(time.Second))

@@ -15,6 +15,19 @@ import org.apache.kafka.common.header.Headers;
 final class Canon {
     private Canon() {}
 
+    /** SASL client settings from {@code LOGFERRY_SASL=MECHANISM:USER:PASSWORD} (unset: PLAINTEXT). */
+    static void sasl(java.util.Properties p) {
+        String spec = System.getenv("LOGFERRY_SASL");
+        if (spec == null || spec.isEmpty()) return;
+        String[] f = spec.split(":", 3);
+        String module = f[0].equals("PLAIN")
+            ? "org.apache.kafka.common.security.plain.PlainLoginModule"
+            : "org.apache.kafka.common.security.scram.ScramLoginModule";
+        p.put("security.protocol", "SASL_PLAINTEXT");
+        p.put("sasl.mechanism", f[0]);
+        p.put("sasl.jaas.config", module + " required username=\"" + f[1] + "\" password=\"" + f[2] + "\";");
+    }
+
     static String hex(byte[] b) {
         if (b == null) return "null";
         StringBuilder s = new StringBuilder(b.length * 2);

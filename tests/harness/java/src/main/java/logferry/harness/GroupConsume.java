@@ -28,6 +28,7 @@ public final class GroupConsume {
         }
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
+        Canon.sasl(p);
         p.put(ConsumerConfig.GROUP_ID_CONFIG, args[2]);
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
