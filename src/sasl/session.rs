@@ -369,6 +369,41 @@ fn fail_frame(meta: Option<&RequestMeta>, message: String) -> Option<Bytes> {
     encode(m, &sasl_authenticate::response(error_code::SASL_AUTHENTICATION_FAILED, Some(message), Bytes::new(), 0)).ok()
 }
 
+/// Drives a session over `data` read as frames (big-endian u16 length, then the bytes), with a
+/// listener offering PLAIN and both SCRAMs, until the input ends or the session closes. For the
+/// fuzz target and its corpus replay; returns how many frames were fed.
+pub fn fuzz_frames(data: &[u8]) -> usize {
+    let config = SaslConfig {
+        mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
+        plain_users: [("alice".to_string(), "alice-secret".to_string())].into_iter().collect(),
+        reauth_ms: 1,
+        failed_delay_ms: 0,
+    };
+    let credential = ScramCredential {
+        salt: b"0123456789abcdef".to_vec(),
+        stored_key: vec![7; 32],
+        server_key: vec![9; 32],
+        iterations: 4096,
+    };
+    let creds: BTreeMap<(String, i8), ScramCredential> =
+        [(("alice".to_string(), 1), credential.clone()), (("alice".to_string(), 2), credential)].into_iter().collect();
+    let mut session = Session::new();
+    let now = Instant::now();
+    let (mut rest, mut fed) = (data, 0);
+    while rest.len() >= 2 {
+        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let Some(frame) = rest.get(2..2 + n) else { break };
+        rest = &rest[2 + n..];
+        fed += 1;
+        let at = now + Duration::from_millis(fed as u64);
+        match session.on_frame(&Bytes::copy_from_slice(frame), &config, Some(&creds), at) {
+            Decision::Close(_) | Decision::Fail { .. } => break,
+            Decision::Serve | Decision::Respond { .. } => {}
+        }
+    }
+    fed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

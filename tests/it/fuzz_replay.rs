@@ -99,3 +99,15 @@ fn metadata_log_corpus() {
         m.refresh().unwrap();
     }
 }
+
+#[test]
+fn sasl_session_corpus() {
+    let inputs = files("fuzz/corpus/sasl_session");
+    assert!(inputs.len() >= 8);
+    let mut fed = 0;
+    for path in inputs {
+        fed += logferry::sasl::session::fuzz_frames(&std::fs::read(&path).unwrap());
+    }
+    // The seeds are well-formed exchanges: most of their frames reach the session.
+    assert!(fed >= 20, "{fed}");
+}
