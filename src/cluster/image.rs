@@ -62,6 +62,8 @@ pub struct Image {
     /// (user, mechanism: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512) → credential.
     pub scram: BTreeMap<(String, i8), ScramCredential>,
     pub acls: BTreeMap<Uuid, AclEntry>,
+    /// `acls` by resource and pattern, for the authorizer's lookups.
+    pub acl_index: super::authorizer::AclIndex,
     /// Feature name → level (`metadata.version`, `group.version`, …).
     pub features: BTreeMap<String, i16>,
     /// Records that did not fit the image (see the module doc).
@@ -145,9 +147,19 @@ impl Image {
                 return self.scram.remove(&(name, mechanism)).is_some();
             }
             M::AccessControlEntry(acl) => {
-                self.acls.insert(acl.id, acl);
+                self.acl_index.insert(&acl);
+                if let Some(old) = self.acls.insert(acl.id, acl) {
+                    // The same id again: the old entry's bucket may differ.
+                    self.acl_index.remove(&old);
+                    if let Some(new) = self.acls.get(&old.id) {
+                        self.acl_index.insert(new);
+                    }
+                }
             }
-            M::RemoveAccessControlEntry { id } => return self.acls.remove(&id).is_some(),
+            M::RemoveAccessControlEntry { id } => match self.acls.remove(&id) {
+                Some(old) => self.acl_index.remove(&old),
+                None => return false,
+            },
             M::FeatureLevel { name, level } => {
                 if level == 0 {
                     self.features.remove(&name);

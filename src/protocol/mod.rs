@@ -432,7 +432,7 @@ impl Context<'_> {
     ) -> bool {
         let Some(a) = &self.auth else { return true };
         let caller = crate::cluster::authorizer::Caller { principal: a.principal, host: a.host };
-        let acls = self.view.cluster.as_ref().map(|c| c.image.acls.values());
+        let acls = self.view.cluster.as_ref().map(|c| c.image.acl_index.candidates(&c.image.acls, kind, name));
         crate::cluster::authorizer::authorize(acls.into_iter().flatten(), a.config, &caller, op, kind, name)
     }
 

@@ -240,7 +240,11 @@ fn check_final_image(img: &Image) {
         let strict = AuthorizerConfig::default();
         let open = AuthorizerConfig::from_properties(None, Some("true"));
         let can = |cfg: &AuthorizerConfig, who: &str, op, topic: &str| {
-            authorize(img.acls.values(), cfg, &Caller { principal: who, host }, op, Resource::Topic, topic)
+            let c = Caller { principal: who, host };
+            let all = authorize(img.acls.values(), cfg, &c, op, Resource::Topic, topic);
+            let candidates = img.acl_index.candidates(&img.acls, Resource::Topic, topic);
+            assert_eq!(authorize(candidates, cfg, &c, op, Resource::Topic, topic), all, "the index decides alike");
+            all
         };
         assert!(can(&strict, "User:alice", Operation::Read, "spread"));
         assert!(can(&strict, "User:alice", Operation::Describe, "spread"));
