@@ -326,3 +326,33 @@ def test_users_and_acls_added_and_removed_take_effect_live(secure):
                                                  "SCRAM-SHA-512", "--entity-type", "users", "--entity-name", "dave"])
     wait_for(lambda: topics(f.sasl_bootstrap, dave) is None, 30, "dave's credential to be gone")
     assert metric(f, "sasl_authentications") > 0
+
+
+def test_sessions_expire_and_the_java_client_reauthenticates(secure, tmp_path):
+    import re
+    import time
+    b, f = secure
+    # The broker's file with a session lifetime (KIP-368) on its SASL listener: logferry reads it
+    # from there, reports it in SaslAuthenticate and holds clients to it.
+    conf = tmp_path / "server.properties"
+    conf.write_text(open(b.conf).read() + "listener.name.sasl_plaintext.connections.max.reauth.ms=3000\n")
+    g = Ferry([b.log_dir], listen="SASL_PLAINTEXT://127.0.0.1:0", extra=["--broker-config", str(conf)])
+    try:
+        with as_user(ALICE):
+            m = clients.GroupMember("java", g.bootstrap, "open", "g-alice", str(tmp_path / "member.out"))
+        try:
+            wait_for(lambda: len(m.lines()) >= 400, 120, "the member to read the topic", m.stderr_tail)
+            time.sleep(10)  # three session lifetimes on the same connections
+            assert m.alive(), m.stderr_tail()
+        finally:
+            m.stop()
+        assert len(m.lines()) == 400
+        per_conn = {}
+        for line in g.log:
+            hit = re.search(r"conn=(\d+) .*authenticated as User:alice", line)
+            if hit:
+                per_conn[hit.group(1)] = per_conn.get(hit.group(1), 0) + 1
+        assert max(per_conn.values()) >= 3, per_conn
+        assert not any("expired" in l for l in g.log), [l for l in g.log if "expired" in l]
+    finally:
+        g.stop()
