@@ -198,10 +198,40 @@ pub fn spawn_logferry(args: &[&str]) -> (std::process::Child, String) {
     (child, addr)
 }
 
+/// The SASL/PLAIN user of the benchmarks' SASL listeners (`NAME=PASSWORD`).
+pub const SASL_USER_LINE: &str = "bench=bench-secret";
+
+/// Connects to `addr`; a `SASL_PLAINTEXT://HOST:PORT` address (as the start-up line names a
+/// SASL listener) is authenticated first with SaslHandshake v1 and SaslAuthenticate v2 (PLAIN as
+/// [`SASL_USER_LINE`]), as a Java client does.
+pub fn connect(addr: &str) -> TcpStream {
+    use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    let (sasl, hostport) = match addr.strip_prefix("SASL_PLAINTEXT://") {
+        Some(hp) => (true, hp),
+        None => (false, addr),
+    };
+    let mut s = TcpStream::connect(hostport).unwrap();
+    s.set_nodelay(true).unwrap();
+    if sasl {
+        let mut buf = Vec::new();
+        let hs = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        s.write_all(&request_frame(17, 1, 1, 1, &hs)).unwrap();
+        let n = read_response(&mut s, &mut buf);
+        assert_eq!(&buf[4..6.min(n)], &[0, 0], "SaslHandshake refused");
+        let (user, password) = SASL_USER_LINE.split_once('=').unwrap();
+        let token = format!("\0{user}\0{password}");
+        let auth = SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from(token.into_bytes()));
+        s.write_all(&request_frame(36, 2, 2, 2, &auth)).unwrap();
+        let n = read_response(&mut s, &mut buf);
+        // correlation id, empty tagged fields, then the error code.
+        assert_eq!(&buf[5..7.min(n)], &[0, 0], "SaslAuthenticate refused");
+    }
+    s
+}
+
 /// A consumer: sequential Fetch v12 from offset 0 to `end`, record bytes discarded.
 pub fn consume(addr: &str, topic: &str, partition: i32, end: i64, partition_max_bytes: i32) -> (f64, u64) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_nodelay(true).unwrap();
+    let mut s = connect(addr);
     let mut offset = 0i64;
     let mut bytes = 0u64;
     let mut corr = 0;

@@ -155,4 +155,34 @@ fn main() {
     }
     let _ = child.kill();
     let _ = child.wait();
+
+    // The same consumer on a SASL_PLAINTEXT listener (PLAIN, authenticated once per connection):
+    // after the exchange the records still go out with sendfile.
+    let users = tmp.path().join("users");
+    std::fs::write(&users, format!("{}\n", common::SASL_USER_LINE)).unwrap();
+    let (mut child, addr) = common::spawn_logferry(&[
+        "--listen",
+        "SASL_PLAINTEXT://127.0.0.1:0",
+        "--sasl-plain-users",
+        users.to_str().unwrap(),
+        "--log-dir",
+        tmp.path().to_str().unwrap(),
+        "--visibility",
+        "log-end",
+    ]);
+    assert!(addr.starts_with("SASL_PLAINTEXT://"), "{addr}");
+    let pmb = 8 << 20;
+    let _ = common::consume(&addr, "bench", 0, end, pmb);
+    let (u0, s0) = cpu_seconds(child.id());
+    let (s, b) = common::consume(&addr, "bench", 0, end, pmb);
+    let (u1, s1) = cpu_seconds(child.id());
+    let rate = gbs(b, s);
+    println!(
+        "logferry over SASL_PLAINTEXT (PLAIN), partition_max_bytes 8 MiB: {:.2} GB/s = {:.0}% of sendfile loop; server CPU {:.3} s per GiB",
+        rate,
+        100.0 * rate / gbs(sf_b, sf_s),
+        (u1 - u0 + s1 - s0) / (b as f64 / f64::from(1u32 << 30))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
