@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -45,4 +47,51 @@ pub fn handle(meta: &RequestMeta, req: &ListGroupsRequest, ctx: &mut Context<'_>
         })
         .collect();
     respond(meta, &ListGroupsResponse::default().with_groups(listed))
+}
+
+/// A relayed ListGroups answer (size prefix excluded) with only the groups `keep` accepts: with
+/// `--groups upstream` the broker lists every group to logferry's connection, while the caller
+/// without CLUSTER DESCRIBE may see only the groups it may DESCRIBE (the broker's own filter).
+pub fn filter_relayed(meta: &RequestMeta, body: Bytes, keep: impl Fn(&str) -> bool) -> Result<Bytes, String> {
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    let v = meta.api_version;
+    let header_version = meta.api_key.response_header_version(v);
+    let mut b = body;
+    let header =
+        ResponseHeader::decode(&mut b, header_version).map_err(|e| format!("relayed ListGroups header: {e}"))?;
+    let mut r = ListGroupsResponse::decode(&mut b, v).map_err(|e| format!("relayed ListGroups: {e}"))?;
+    r.groups.retain(|g| keep(g.group_id.as_str()));
+    let mut out = bytes::BytesMut::new();
+    header.encode(&mut out, header_version).map_err(|e| e.to_string())?;
+    r.encode(&mut out, v).map_err(|e| e.to_string())?;
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiKey, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    #[test]
+    fn relayed_lists_keep_only_what_the_caller_may_describe() {
+        for v in [0i16, 3, 5] {
+            let meta = RequestMeta { api_key: ApiKey::ListGroups, api_version: v, correlation_id: 9, client_id: None };
+            let hv = ApiKey::ListGroups.response_header_version(v);
+            let mut b = bytes::BytesMut::new();
+            ResponseHeader::default().with_correlation_id(9).encode(&mut b, hv).expect("header");
+            let groups = ["g-alice", "g-bob", "g-alice-2"]
+                .iter()
+                .map(|g| ListedGroup::default().with_group_id(GroupId(StrBytes::from_static_str(g))))
+                .collect();
+            ListGroupsResponse::default().with_groups(groups).encode(&mut b, v).expect("body");
+            let out = filter_relayed(&meta, b.freeze(), |g| g.starts_with("g-alice")).expect("filters");
+            let mut o = out;
+            assert_eq!(ResponseHeader::decode(&mut o, hv).expect("header").correlation_id, 9);
+            let r = ListGroupsResponse::decode(&mut o, v).expect("body");
+            let names: Vec<&str> = r.groups.iter().map(|g| g.group_id.as_str()).collect();
+            assert_eq!(names, ["g-alice", "g-alice-2"], "v{v}");
+        }
+    }
 }

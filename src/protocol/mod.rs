@@ -694,10 +694,10 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
 /// With `--groups upstream` and an authorizer: whether the caller may see every group the
 /// request names (the broker authorizes logferry's own connection, not the caller, so the check
 /// is made here). A request that fails it is answered by the local handler, which refuses the
-/// denied groups with GROUP_AUTHORIZATION_FAILED. ListGroups is relayed only for a caller with
-/// CLUSTER DESCRIBE (the broker would list every group); others get the local, filtered list.
+/// denied groups with GROUP_AUTHORIZATION_FAILED. ListGroups is always relayed; its answer is
+/// filtered for the caller by the server ([`list_groups::filter_relayed`]).
 fn relay_allowed(meta: &RequestMeta, mut body: Bytes, ctx: &Context<'_>) -> bool {
-    use crate::cluster::authorizer::{Operation, Resource, CLUSTER_NAME};
+    use crate::cluster::authorizer::{Operation, Resource};
     use kafka_protocol::messages::*;
     if ctx.auth.is_none() {
         return true;
@@ -746,7 +746,6 @@ fn relay_allowed(meta: &RequestMeta, mut body: Bytes, ctx: &Context<'_>) -> bool
             Ok(r) => (Operation::Describe, r.groups.iter().map(|g| g.to_string()).collect()),
             Err(_) => return false,
         },
-        ApiKey::ListGroups => return ctx.allowed(Operation::Describe, Resource::Cluster, CLUSTER_NAME),
         _ => return true,
     };
     groups.iter().all(|g| ctx.allowed(op, Resource::Group, g))

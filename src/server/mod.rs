@@ -1267,8 +1267,31 @@ impl Server {
         if failure.is_none() {
             match upstream::complete_frame(&r.rbuf, RELAY_FRAME_BYTES_MAX) {
                 Ok(Some(n)) => {
-                    let body = Bytes::copy_from_slice(&r.rbuf[4..n]);
+                    let mut body = Bytes::copy_from_slice(&r.rbuf[4..n]);
                     r.rbuf.drain(..n);
+                    // The broker listed every group to logferry's connection: keep the caller's.
+                    if let (ConnState::Relaying(meta), Some(config)) = (&c.state, self.security.authorizer.as_ref()) {
+                        if meta.api_key == kafka_protocol::messages::ApiKey::ListGroups {
+                            use crate::cluster::authorizer::{authorize, Caller, Operation, Resource, CLUSTER_NAME};
+                            let caller = Caller {
+                                principal: c.sasl.as_deref().map_or(ANONYMOUS, Session::principal),
+                                host: c.peer.ip(),
+                            };
+                            let image = self.tailer.view.cluster.as_ref().map(|m| &m.image);
+                            let allowed = |kind, name: &str| {
+                                let acls = image.map(|i| i.acl_index.candidates(&i.acls, kind, name));
+                                authorize(acls.into_iter().flatten(), config, &caller, Operation::Describe, kind, name)
+                            };
+                            if !allowed(Resource::Cluster, CLUSTER_NAME) {
+                                match protocol::list_groups::filter_relayed(meta, body.clone(), |g| {
+                                    allowed(Resource::Group, g)
+                                }) {
+                                    Ok(b) => body = b,
+                                    Err(e) => failure = Some(e),
+                                }
+                            }
+                        }
+                    }
                     match std::mem::replace(&mut c.state, ConnState::Reading) {
                         ConnState::Relaying(meta) => match protocol::relayed_response(
                             &meta,

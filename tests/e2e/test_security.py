@@ -356,3 +356,43 @@ def test_sessions_expire_and_the_java_client_reauthenticates(secure, tmp_path):
         assert not any("expired" in l for l in g.log), [l for l in g.log if "expired" in l]
     finally:
         g.stop()
+
+
+def list_groups(bootstrap, user):
+    import kafka
+    mech, name, password = user.split(":", 2)
+    a = kafka.KafkaAdminClient(bootstrap_servers=bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism=mech,
+                               sasl_plain_username=name, sasl_plain_password=password, request_timeout_ms=15000)
+    try:
+        return sorted(g["group_id"] if isinstance(g, dict) else g[0] for g in a.list_groups())
+    finally:
+        a.close()
+
+
+def test_relayed_groups_are_the_callers_own(secure, tmp_path):
+    b, f = secure
+    admin = "PLAIN:admin:admin-secret"
+    # Two groups on the broker: one alice may use, one only the admin can.
+    acl(b, "--add", "--allow-principal", "User:alice", "--operation", "Read", "--group", "g-relay")
+    for user, group in [(ALICE, "g-relay"), (admin, "g-admin-only")]:
+        with as_user(user):
+            cmd = ["kcat", "-b", b.sasl_bootstrap, *clients.kcat_sasl(), "-q", "-f", "%o\\n",
+                   "-X", "auto.offset.reset=earliest", "-G", group, "open"]
+        out, err = run_until(cmd, lambda o, e: o.count(b"\n") >= 400, 90)
+        assert out.count("\n") == 400, err[-500:]
+    g = Ferry([b.log_dir], listen="SASL_PLAINTEXT://127.0.0.1:0",
+              extra=["--broker-config", b.conf, "--upstream", b.bootstrap, "--groups", "upstream"])
+    try:
+        wait_for(lambda: "g-admin-only" in list_groups(b.sasl_bootstrap, admin), 30, "the broker to list the groups")
+        # The broker lists every group to logferry's (super) connection; each caller gets its own view.
+        assert list_groups(g.bootstrap, admin) == list_groups(b.sasl_bootstrap, admin)
+        mine = list_groups(g.bootstrap, ALICE)
+        assert mine == list_groups(b.sasl_bootstrap, ALICE)
+        assert "g-relay" in mine and "g-admin-only" not in mine, mine
+        # A group alice may not use is refused here, not relayed under logferry's identity.
+        with as_user(ALICE):
+            cmd = ["kcat", "-b", g.bootstrap, *clients.kcat_sasl(), "-q", "-G", "g-admin-only", "open"]
+        out, err = run_until(cmd, lambda o, e: b"authorization failed" in e.lower(), 60)
+        assert out == "" and "group authorization failed" in err.lower(), err[-1000:]
+    finally:
+        g.stop()
