@@ -13,7 +13,6 @@ import os
 import socket
 import struct
 import subprocess
-import urllib.request
 
 import pytest
 
@@ -21,6 +20,7 @@ import broker
 import clients
 from conftest import wait_for
 from ferry import Ferry
+from test_upstream import metric  # noqa: E402
 
 JAAS_PLAIN = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
               'username="admin" password="admin-secret" '
@@ -139,14 +139,6 @@ def topics(bootstrap, user):
         return None
     finally:
         c.close()
-
-
-def metric(f, name):
-    with urllib.request.urlopen(f"http://{f.metrics}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(f"logferry_{name}_total ") or line.startswith(f"logferry_{name} "):
-                return float(line.split()[-1])
-    raise KeyError(name)
 
 
 @pytest.mark.parametrize("user", [ALICE, BOB, BOB_SCRAM, CAROL, "PLAIN:admin:admin-secret"])
