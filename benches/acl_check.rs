@@ -4,13 +4,13 @@
 //! `u0..u99` in turn, plus every tenth a PREFIXED DENY on the topic's first four characters for
 //! another user. One pass = TOPIC DESCRIBE for every topic for one principal, decided (a) over
 //! every ACL of the cluster (a linear scan, the baseline in the same run) and (b) over the
-//! candidates of [`logferry::cluster::authorizer::AclIndex`]; both must agree. Reported: time per
+//! candidates of [`logferry::auth::acl::AclIndex`]; both must agree. Reported: time per
 //! pass (best of 5) and the ratio. Run: `cargo bench --bench acl_check`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use logferry::cluster::authorizer::{authorize, AclIndex, AuthorizerConfig, Caller, Operation, Resource};
+use logferry::auth::acl::{authorize, AclIndex, AuthorizerConfig, Caller, Operation, Resource};
 use logferry::cluster::records::AclEntry;
 
 fn best_of<F: FnMut() -> usize>(mut f: F) -> (Duration, usize) {

@@ -22,13 +22,13 @@
 //! - **exposed end**: the end of the last complete, CRC-valid batch; nothing past it is served.
 
 pub mod alloc;
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod groups;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
-pub mod sasl;
 pub mod send;
 pub mod server;
 pub mod systemd;

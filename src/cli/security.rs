@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use crate::cluster::authorizer::AuthorizerConfig;
-use crate::sasl::session::{SaslConfig, FAILED_AUTHENTICATION_DELAY_MS_DEFAULT};
+use crate::auth::acl::AuthorizerConfig;
+use crate::auth::sasl::{SaslConfig, FAILED_AUTHENTICATION_DELAY_MS_DEFAULT};
 
 /// The mechanisms logferry can serve (GSSAPI and OAUTHBEARER need the broker's JVM plug-ins).
 pub const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];

@@ -63,7 +63,7 @@ pub struct Image {
     pub scram: BTreeMap<(String, i8), ScramCredential>,
     pub acls: BTreeMap<Uuid, AclEntry>,
     /// `acls` by resource and pattern, for the authorizer's lookups.
-    pub acl_index: super::authorizer::AclIndex,
+    pub acl_index: crate::auth::acl::AclIndex,
     /// Feature name → level (`metadata.version`, `group.version`, …).
     pub features: BTreeMap<String, i16>,
     /// Records that did not fit the image (see the module doc).

@@ -20,7 +20,6 @@
 //! healthy quorum records commit within milliseconds of being appended, so that is the window
 //! in which an uncommitted change can be shown.
 
-pub mod authorizer;
 pub mod fleet;
 pub mod image;
 pub mod records;

@@ -15,7 +15,7 @@ pub fn handle(meta: &RequestMeta, req: &DescribeGroupsRequest, ctx: &mut Context
     let mut out = Vec::with_capacity(req.groups.len());
     for gid in &req.groups {
         let mut d = DescribedGroup::default().with_group_id(gid.clone()).with_authorized_operations(i32::MIN);
-        if let Some(code) = ctx.group_denied(crate::cluster::authorizer::Operation::Describe, gid) {
+        if let Some(code) = ctx.group_denied(crate::auth::acl::Operation::Describe, gid) {
             d = d.with_error_code(code);
         } else if let Some(g) = ctx.groups.coordinator.describe(gid) {
             d = d

@@ -270,7 +270,7 @@ fn read_partition(
     min_one_message: bool,
 ) -> PartitionAnswer {
     // TOPIC READ, checked before the partition's existence (`handleFetchRequest`).
-    if !ctx.topic_allowed(crate::cluster::authorizer::Operation::Read, &tp.topic) {
+    if !ctx.topic_allowed(crate::auth::acl::Operation::Read, &tp.topic) {
         return PartitionAnswer::error(p.partition, error_code::TOPIC_AUTHORIZATION_FAILED);
     }
     let b = match ctx.bounds(tp) {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::cluster::authorizer::{Operation, Resource};
+use crate::auth::acl::{Operation, Resource};
 
 use super::{error_code, respond, Context, Outcome, RequestMeta};
 

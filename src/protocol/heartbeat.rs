@@ -8,7 +8,7 @@ use super::{respond, Context, Outcome, RequestMeta};
 
 pub fn handle(meta: &RequestMeta, req: &HeartbeatRequest, ctx: &mut Context<'_>, now: std::time::Instant) -> Outcome {
     let instance = if meta.api_version >= 3 { req.group_instance_id.as_deref() } else { None };
-    if let Some(code) = ctx.group_denied(crate::cluster::authorizer::Operation::Read, &req.group_id) {
+    if let Some(code) = ctx.group_denied(crate::auth::acl::Operation::Read, &req.group_id) {
         return respond(meta, &HeartbeatResponse::default().with_error_code(code));
     }
     let code = if ctx.coordinates(&req.group_id) {

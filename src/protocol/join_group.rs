@@ -18,7 +18,7 @@ use crate::groups::coordinator::{JoinRequest, JoinResult, Reply};
 
 pub fn handle(meta: &RequestMeta, req: JoinGroupRequest, ctx: &mut Context<'_>, now: Instant) -> Outcome {
     let v = meta.api_version;
-    if let Some(code) = ctx.group_denied(crate::cluster::authorizer::Operation::Read, &req.group_id) {
+    if let Some(code) = ctx.group_denied(crate::auth::acl::Operation::Read, &req.group_id) {
         let r = JoinGroupResponse::default().with_error_code(code).with_generation_id(-1);
         return respond(meta, &r);
     }

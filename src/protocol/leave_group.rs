@@ -24,7 +24,7 @@ pub fn handle(meta: &RequestMeta, req: &LeaveGroupRequest, ctx: &mut Context<'_>
             }
         }
     }
-    let result = if let Some(code) = ctx.group_denied(crate::cluster::authorizer::Operation::Read, &req.group_id) {
+    let result = if let Some(code) = ctx.group_denied(crate::auth::acl::Operation::Read, &req.group_id) {
         Err(code)
     } else if ctx.coordinates(&req.group_id) {
         ctx.groups.coordinator.leave(&req.group_id, &members, now)

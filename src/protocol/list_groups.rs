@@ -26,7 +26,7 @@ pub fn handle(meta: &RequestMeta, req: &ListGroupsRequest, ctx: &mut Context<'_>
     let types: Vec<String> =
         if v >= 5 { req.types_filter.iter().map(|s| s.to_lowercase()).collect() } else { Vec::new() };
     // CLUSTER DESCRIBE lists every group; otherwise those the caller may DESCRIBE.
-    use crate::cluster::authorizer::{Operation, Resource, CLUSTER_NAME};
+    use crate::auth::acl::{Operation, Resource, CLUSTER_NAME};
     let every = ctx.allowed(Operation::Describe, Resource::Cluster, CLUSTER_NAME);
     groups.retain(|g, _| every || ctx.allowed(Operation::Describe, Resource::Group, g));
     let listed = groups

@@ -78,7 +78,7 @@ fn answer(
     timestamp: i64,
     read_committed: bool,
 ) -> Result<Answer, crate::log::LogError> {
-    if !ctx.topic_allowed(crate::cluster::authorizer::Operation::Describe, &tp.topic) {
+    if !ctx.topic_allowed(crate::auth::acl::Operation::Describe, &tp.topic) {
         return Ok(Answer { error: error_code::TOPIC_AUTHORIZATION_FAILED, ..not_found() });
     }
     let Some(b) = ctx.bounds(tp)? else {

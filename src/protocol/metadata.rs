@@ -81,7 +81,7 @@ fn refused(
     name: &str,
     asked: (Option<String>, Option<uuid::Uuid>),
 ) -> Option<Option<MetadataResponseTopic>> {
-    if ctx.topic_allowed(crate::cluster::authorizer::Operation::Describe, name) {
+    if ctx.topic_allowed(crate::auth::acl::Operation::Describe, name) {
         return None;
     }
     if every {

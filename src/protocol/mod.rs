@@ -381,7 +381,7 @@ pub struct Context<'a> {
 /// The caller and the broker's authorizer settings, for the handlers' ACL checks.
 #[derive(Clone, Copy, Debug)]
 pub struct Auth<'a> {
-    pub config: &'a crate::cluster::authorizer::AuthorizerConfig,
+    pub config: &'a crate::auth::acl::AuthorizerConfig,
     /// `User:NAME`, `User:ANONYMOUS` before SASL or on PLAINTEXT.
     pub principal: &'a str,
     pub host: std::net::IpAddr,
@@ -424,26 +424,21 @@ impl Context<'_> {
     /// Whether the caller may do `op` on a resource: always without an authorizer; else Kafka's
     /// `StandardAuthorizer` decision over the metadata log's ACLs (none known: only super users
     /// and `allow.everyone.if.no.acl.found` pass).
-    pub fn allowed(
-        &self,
-        op: crate::cluster::authorizer::Operation,
-        kind: crate::cluster::authorizer::Resource,
-        name: &str,
-    ) -> bool {
+    pub fn allowed(&self, op: crate::auth::acl::Operation, kind: crate::auth::acl::Resource, name: &str) -> bool {
         let Some(a) = &self.auth else { return true };
-        let caller = crate::cluster::authorizer::Caller { principal: a.principal, host: a.host };
+        let caller = crate::auth::acl::Caller { principal: a.principal, host: a.host };
         let acls = self.view.cluster.as_ref().map(|c| c.image.acl_index.candidates(&c.image.acls, kind, name));
-        crate::cluster::authorizer::authorize(acls.into_iter().flatten(), a.config, &caller, op, kind, name)
+        crate::auth::acl::authorize(acls.into_iter().flatten(), a.config, &caller, op, kind, name)
     }
 
     /// Whether the caller may `op` the topic `name`.
-    pub fn topic_allowed(&self, op: crate::cluster::authorizer::Operation, name: &str) -> bool {
-        self.allowed(op, crate::cluster::authorizer::Resource::Topic, name)
+    pub fn topic_allowed(&self, op: crate::auth::acl::Operation, name: &str) -> bool {
+        self.allowed(op, crate::auth::acl::Resource::Topic, name)
     }
 
     /// GROUP_AUTHORIZATION_FAILED when the caller may not `op` the group, noted for the metrics.
-    pub fn group_denied(&mut self, op: crate::cluster::authorizer::Operation, group: &str) -> Option<i16> {
-        if self.allowed(op, crate::cluster::authorizer::Resource::Group, group) {
+    pub fn group_denied(&mut self, op: crate::auth::acl::Operation, group: &str) -> Option<i16> {
+        if self.allowed(op, crate::auth::acl::Resource::Group, group) {
             return None;
         }
         self.note_error(error_code::GROUP_AUTHORIZATION_FAILED);
@@ -697,7 +692,7 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
 /// denied groups with GROUP_AUTHORIZATION_FAILED. ListGroups is always relayed; its answer is
 /// filtered for the caller by the server ([`list_groups::filter_relayed`]).
 fn relay_allowed(meta: &RequestMeta, mut body: Bytes, ctx: &Context<'_>) -> bool {
-    use crate::cluster::authorizer::{Operation, Resource};
+    use crate::auth::acl::{Operation, Resource};
     use kafka_protocol::messages::*;
     if ctx.auth.is_none() {
         return true;

@@ -16,7 +16,7 @@ use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponseParti
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::{encode_response, error_code, Context, Outcome, RequestMeta};
-use crate::cluster::authorizer::Operation;
+use crate::auth::acl::Operation;
 use crate::groups::{wall_ms, Committed};
 use crate::log::TopicPartition;
 use crate::send::WritePlan;

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 
 use super::{encode_response, error_code, Context, Outcome, RequestMeta};
-use crate::cluster::authorizer::{Operation, Resource};
+use crate::auth::acl::{Operation, Resource};
 use crate::groups::store::GroupOffsets;
 use crate::send::WritePlan;
 

@@ -44,7 +44,7 @@ pub fn handle(meta: &RequestMeta, req: &OffsetForLeaderEpochRequest, ctx: &mut C
             let tp = TopicPartition { topic: t.topic.0.to_string(), partition: p.partition };
             let r = EpochEndOffset::default().with_partition(p.partition);
             // CLUSTER_ACTION is for brokers; a consumer needs TOPIC DESCRIBE.
-            let allowed = ctx.topic_allowed(crate::cluster::authorizer::Operation::Describe, &tp.topic);
+            let allowed = ctx.topic_allowed(crate::auth::acl::Operation::Describe, &tp.topic);
             let r = match ctx.bounds(&tp) {
                 _ if !allowed => {
                     r.with_error_code(error_code::TOPIC_AUTHORIZATION_FAILED).with_leader_epoch(-1).with_end_offset(-1)

@@ -6,7 +6,7 @@
 //!           | session_lifetime_ms i64 (v1+, KIP-368; 0 = the session does not expire)
 //! ```
 //!
-//! The tokens are the business of [`crate::sasl::session`]; one that reaches the handlers came
+//! The tokens are the business of [`crate::auth::sasl`]; one that reaches the handlers came
 //! outside an exchange: ILLEGAL_SASL_STATE, as the broker answers.
 
 use bytes::Bytes;

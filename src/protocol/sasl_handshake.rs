@@ -5,7 +5,7 @@
 //! response: error_code i16 | mechanisms [string]   (the listener's enabled list)
 //! ```
 //!
-//! The exchange itself belongs to [`crate::sasl::session`], which answers every SaslHandshake
+//! The exchange itself belongs to [`crate::auth::sasl`], which answers every SaslHandshake
 //! on a SASL listener (the first one and re-authentication). A SaslHandshake that reaches the
 //! handlers came on a listener without SASL, or on an authenticated connection that may not
 //! re-authenticate: ILLEGAL_SASL_STATE, as the broker's `handleSaslHandshakeRequest` answers.

@@ -15,7 +15,7 @@ use crate::groups::coordinator::{Reply, SyncRequest, SyncResult};
 
 pub fn handle(meta: &RequestMeta, req: SyncGroupRequest, ctx: &mut Context<'_>, now: Instant) -> Outcome {
     let v = meta.api_version;
-    if let Some(code) = ctx.group_denied(crate::cluster::authorizer::Operation::Read, &req.group_id) {
+    if let Some(code) = ctx.group_denied(crate::auth::acl::Operation::Read, &req.group_id) {
         return respond(meta, &SyncGroupResponse::default().with_error_code(code));
     }
     if !ctx.coordinates(&req.group_id) {

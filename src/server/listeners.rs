@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 
-use crate::cluster::authorizer::AuthorizerConfig;
-use crate::sasl::session::SaslConfig;
+use crate::auth::acl::AuthorizerConfig;
+use crate::auth::sasl::SaslConfig;
 
 /// A listener's security protocol (`SecurityProtocol.java`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

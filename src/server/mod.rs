@@ -26,7 +26,7 @@
 //!
 //! Listeners: one or more (`--listen`), each PLAINTEXT or SASL_PLAINTEXT ([`listeners`]). A
 //! connection of a SASL listener gives every frame to its [`Session`] first (sans-io, in
-//! `crate::sasl::session`): until it authenticates only the exchange is answered and frames are
+//! `crate::auth::sasl`): until it authenticates only the exchange is answered and frames are
 //! capped at 512 KiB; a failed exchange waits in `AuthDelay` for
 //! `connection.failed.authentication.delay.ms`, writes its answer and closes. The handlers see
 //! the principal and the client address as [`Auth`] when the broker's authorizer is on. Each
@@ -67,11 +67,11 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use crate::auth::sasl::{Decision, Session, ANONYMOUS};
 use crate::groups::{Groups, Waiter};
 use crate::log::tailer::Tailer;
 use crate::metrics::{self, HttpAsk, Metrics};
 use crate::protocol::{self, fetch, Auth, Context, Origin, Outcome, RequestMeta, ServeConfig};
-use crate::sasl::session::{Decision, Session, ANONYMOUS};
 use crate::send::{Sent, WritePlan, WriteStatus};
 use crate::systemd::Notifier;
 
@@ -1272,7 +1272,7 @@ impl Server {
                     // The broker listed every group to logferry's connection: keep the caller's.
                     if let (ConnState::Relaying(meta), Some(config)) = (&c.state, self.security.authorizer.as_ref()) {
                         if meta.api_key == kafka_protocol::messages::ApiKey::ListGroups {
-                            use crate::cluster::authorizer::{authorize, Caller, Operation, Resource, CLUSTER_NAME};
+                            use crate::auth::acl::{authorize, Caller, Operation, Resource, CLUSTER_NAME};
                             let caller = Caller {
                                 principal: c.sasl.as_deref().map_or(ANONYMOUS, Session::principal),
                                 host: c.peer.ip(),

@@ -235,7 +235,7 @@ fn check_final_image(img: &Image) {
     // The broker's decisions over these ACLs: alice ALLOW READ on topic spread (literal), bob
     // DENY ALL on topics prefixed sp.
     {
-        use logferry::cluster::authorizer::{authorize, AuthorizerConfig, Caller, Operation, Resource};
+        use logferry::auth::acl::{authorize, AuthorizerConfig, Caller, Operation, Resource};
         let host = "127.0.0.1".parse().expect("ip");
         let strict = AuthorizerConfig::default();
         let open = AuthorizerConfig::from_properties(None, Some("true"));

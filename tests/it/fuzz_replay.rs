@@ -106,7 +106,7 @@ fn sasl_session_corpus() {
     assert!(inputs.len() >= 8);
     let mut fed = 0;
     for path in inputs {
-        fed += logferry::sasl::session::fuzz_frames(&std::fs::read(&path).unwrap());
+        fed += logferry::auth::sasl::fuzz_frames(&std::fs::read(&path).unwrap());
     }
     // The seeds are well-formed exchanges: most of their frames reach the session.
     assert!(fed >= 20, "{fed}");

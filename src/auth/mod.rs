@@ -1,8 +1,10 @@
-//! SASL as sans-io state machines: client tokens in, a challenge, success or a failure out.
+//! Authentication and authorization (DESIGN's `src/auth/`), sans-io. SASL as state machines:
+//! client tokens in, a challenge, success or a failure out.
 //! Owns the mechanisms' byte formats, the credential checks and the order of one connection's
 //! exchange; the server owns the sockets, the failure delay's timer and the log lines.
 //!
-//! - [`session`]: one connection on a SASL listener: ApiVersions, SaslHandshake v0–1,
+//! - [`acl`]: Kafka's StandardAuthorizer decision over the metadata log's ACLs, and their index.
+//! - [`sasl`]: one connection on a SASL listener: ApiVersions, SaslHandshake v0–1,
 //!   SaslAuthenticate v0–2 or raw v0 tokens, the pre-authentication gate, re-authentication.
 //! - [`plain`]: SASL/PLAIN (RFC 4616) against passwords the caller looks up (the broker's JAAS
 //!   `user_NAME="..."` entries or a users file).
@@ -12,9 +14,10 @@
 //! Every failure the client may see carries Kafka's own message text, so a client logs the same
 //! line whichever of broker or logferry refused it.
 
+pub mod acl;
 pub mod plain;
+pub mod sasl;
 pub mod scram;
-pub mod session;
 
 /// Equal-length byte strings compared in time independent of where they differ.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

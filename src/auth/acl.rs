@@ -1,8 +1,8 @@
 //! Kafka's `StandardAuthorizer` decision over the cluster's ACLs (the metadata log's
-//! `AccessControlEntryRecord`s, [`super::image::Image::acls`]), with `super.users` and
+//! `AccessControlEntryRecord`s, [`crate::cluster::image::Image::acls`]), with `super.users` and
 //! `allow.everyone.if.no.acl.found` from the broker's `server.properties`. Pure: a principal, a
-//! client address, an operation and a resource in; allowed or not out. Not wired to the handlers
-//! yet (issue 14, security).
+//! client address, an operation and a resource in; allowed or not out. The handlers ask it through
+//! `protocol::Context::allowed`.
 //!
 //! Rules (`StandardAuthorizerData.authorize`; ../shared/docs/cluster-and-security.md §7.2):
 //! 1. a principal in `super.users` is allowed everything;
@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::records::AclEntry;
+use crate::cluster::records::AclEntry;
 use crate::log::meta::Uuid;
 
 /// Resource types (`ResourceType.java`).

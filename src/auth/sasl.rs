@@ -549,7 +549,7 @@ mod tests {
 
     #[test]
     fn scram_and_reauthentication() {
-        use crate::sasl::scram::tests::{client_final, credential};
+        use crate::auth::scram::tests::{client_final, credential};
         let mut cfg = config();
         cfg.reauth_ms = 1_000;
         let now = Instant::now();
