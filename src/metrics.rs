@@ -50,6 +50,8 @@ pub struct Metrics {
     pub requests_refused_memory: Counter,
     pub authentications: Counter,
     pub authentication_failures: Counter,
+    pub tls_handshakes: Counter,
+    pub tls_handshake_failures: Counter,
     metadata_offset: Gauge,
     metadata_commit_bound: Gauge,
     metadata_brokers: Gauge,
@@ -105,6 +107,8 @@ impl Metrics {
             requests_refused_memory: Counter::default(),
             authentications: Counter::default(),
             authentication_failures: Counter::default(),
+            tls_handshakes: Counter::default(),
+            tls_handshake_failures: Counter::default(),
             exposed_end: Family::default(),
             unexposed_bytes: Family::default(),
             visibility_lag: Family::default(),
@@ -132,9 +136,16 @@ impl Metrics {
             "SASL exchanges that failed (bad credentials, unknown user or mechanism, principal change)",
             m.authentication_failures.clone(),
         );
+        registry.register("tls_handshakes", "TLS handshakes completed", m.tls_handshakes.clone());
+        registry.register(
+            "tls_handshake_failures",
+            "TLS sessions that failed before or during the handshake (bad records, plaintext on a TLS port, \
+             bad or missing client certificates, stalls past tls_handshake_ms_max, peers closing mid-handshake)",
+            m.tls_handshake_failures.clone(),
+        );
         registry.register(
             "sent_bytes",
-            "Bytes written to clients: path=sendfile (zero copy) or copy (memory)",
+            "Bytes written to clients: path=sendfile (zero copy), copy (memory) or tls (copied and encrypted)",
             m.sent_bytes.clone(),
         );
         registry.register(
@@ -266,12 +277,15 @@ impl Metrics {
         self.errors.get_or_create(&vec![("code".into(), code.to_string())]).inc();
     }
 
-    pub fn sent(&self, file_bytes: u64, mem_bytes: u64) {
-        if file_bytes > 0 {
-            self.sent_bytes.get_or_create(&vec![("path".into(), "sendfile".into())]).inc_by(file_bytes);
+    pub fn sent(&self, sent: crate::send::Sent) {
+        if sent.file_bytes > 0 {
+            self.sent_bytes.get_or_create(&vec![("path".into(), "sendfile".into())]).inc_by(sent.file_bytes);
         }
-        if mem_bytes > 0 {
-            self.sent_bytes.get_or_create(&vec![("path".into(), "copy".into())]).inc_by(mem_bytes);
+        if sent.mem_bytes > 0 {
+            self.sent_bytes.get_or_create(&vec![("path".into(), "copy".into())]).inc_by(sent.mem_bytes);
+        }
+        if sent.tls_bytes > 0 {
+            self.sent_bytes.get_or_create(&vec![("path".into(), "tls".into())]).inc_by(sent.tls_bytes);
         }
     }
 
@@ -378,12 +392,14 @@ mod tests {
         let m = Metrics::new();
         m.request("Fetch", 12);
         m.error(1);
-        m.sent(100, 20);
+        m.sent(crate::send::Sent { mem_bytes: 20, file_bytes: 100, tls_bytes: 0 });
+        m.sent(crate::send::Sent { mem_bytes: 0, file_bytes: 0, tls_bytes: 7 });
         let d = tempfile::tempdir().unwrap();
         let view = LogView::open(&[d.path().to_path_buf()], 4).unwrap();
         let text = m.render(&view, crate::protocol::Visibility::LogEnd);
         assert!(text.contains("logferry_requests_total{api=\"Fetch\",version=\"12\"} 1"), "{text}");
         assert!(text.contains("logferry_sent_bytes_total{path=\"sendfile\"} 100"));
+        assert!(text.contains("logferry_sent_bytes_total{path=\"tls\"} 7"), "{text}");
         assert!(text.contains("logferry_response_errors_total{code=\"1\"} 1"));
         assert!(text.ends_with("# EOF\n"));
     }

@@ -72,6 +72,17 @@ pub enum WriteStatus {
 pub struct Sent {
     pub mem_bytes: u64,
     pub file_bytes: u64,
+    /// Bytes (memory and file ranges alike) copied into a TLS session (`server::transport`).
+    pub tls_bytes: u64,
+}
+
+/// What [`WritePlan::copy_next`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Copied {
+    /// This many bytes of the plan's front are in the buffer (0: the plan is done).
+    Bytes(usize),
+    /// A file range could not be read to its end.
+    FileShrunk,
 }
 
 /// An ordered list of chunks with a resume cursor.
@@ -185,6 +196,44 @@ impl WritePlan {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Copies the plan's next bytes, up to `buf.len()`, into `buf` without consuming them
+    /// (memory chunks by `memcpy`, file ranges by `pread`); [`WritePlan::consume`] takes them
+    /// once the TLS session has them. The copy path for sockets `sendfile` cannot serve.
+    pub fn copy_next(&self, buf: &mut [u8]) -> io::Result<Copied> {
+        use std::os::unix::fs::FileExt;
+        let mut n = 0;
+        let mut skip = self.front_done;
+        for c in &self.chunks {
+            if n == buf.len() {
+                break;
+            }
+            let left = (c.len() - skip) as usize;
+            let take = left.min(buf.len() - n);
+            match c {
+                Chunk::Mem(b) => buf[n..n + take].copy_from_slice(&b[skip as usize..skip as usize + take]),
+                Chunk::File { file, position, .. } => {
+                    let mut got = 0;
+                    while got < take {
+                        match file.read_at(&mut buf[n + got..n + take], position + skip + got as u64) {
+                            Ok(0) => return Ok(Copied::FileShrunk),
+                            Ok(k) => got += k,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            n += take;
+            skip = 0;
+        }
+        Ok(Copied::Bytes(n))
+    }
+
+    /// Marks `n` bytes of the front as written (after [`WritePlan::copy_next`]).
+    pub fn consume(&mut self, n: u64) {
+        self.advance(n.min(self.remaining()));
     }
 
     /// One `writev` of the leading run of memory chunks.

@@ -10,6 +10,8 @@
 //!   `user_NAME="..."` entries or a users file).
 //! - [`scram`]: SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) against the salted
 //!   credentials the cluster keeps in its metadata log ([`crate::cluster::image::ScramCredential`]).
+//! - [`tls`]: the rustls configuration of the SSL and SASL_SSL listeners from the broker's
+//!   keystores (PKCS12, PEM) or PEM flags, and the principal of a client certificate.
 //!
 //! Every failure the client may see carries Kafka's own message text, so a client logs the same
 //! line whichever of broker or logferry refused it.
@@ -18,6 +20,7 @@ pub mod acl;
 pub mod plain;
 pub mod sasl;
 pub mod scram;
+pub mod tls;
 
 /// Equal-length byte strings compared in time independent of where they differ.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -77,6 +77,28 @@ pub struct ServeArgs {
     #[argh(option)]
     pub sasl_plain_users: Option<PathBuf>,
 
+    /// PEM certificate chain for the SSL and SASL_SSL listeners (default: the keystore of the
+    /// broker's listener of that protocol in --broker-config)
+    #[argh(option)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM PKCS#8 private key for --tls-cert
+    #[argh(option)]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates client certificates must chain to (default: the broker's truststore)
+    #[argh(option)]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// client certificates: none, requested or required (default: the broker's ssl.client.auth)
+    #[argh(option)]
+    pub tls_client_auth: Option<String>,
+
+    /// close a TLS connection whose handshake is not done this long after accept, in
+    /// milliseconds (default 10000)
+    #[argh(option, default = "10_000")]
+    pub tls_handshake_ms_max: u64,
+
     /// node id to present (default: node.id from meta.properties, else 0)
     #[argh(option)]
     pub node_id: Option<i32>,

@@ -378,6 +378,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         request_bytes_max: args.request_bytes_max,
         idle_timeout_ms: args.idle_timeout_ms,
         buffered_request_bytes_max: args.buffered_request_bytes_max,
+        tls_handshake_ms_max: args.tls_handshake_ms_max,
         ..Limits::default()
     };
     let security = match security(args, &broker, &listen, has_metadata_log) {
@@ -461,7 +462,7 @@ fn security(
 ) -> Result<Security, String> {
     let from_broker = super::security::from_properties(&broker.props)?;
     let mut sasl = from_broker.sasl;
-    let sasl_listener = listen.iter().any(|(_, p)| *p == SecurityProtocol::SaslPlaintext);
+    let sasl_listener = listen.iter().any(|(_, p)| p.is_sasl());
     if let Some(path) = &args.sasl_plain_users {
         sasl.plain_users = super::security::read_plain_users(path)?;
     }
@@ -477,7 +478,7 @@ fn security(
     if sasl_listener {
         if sasl.mechanisms.is_empty() {
             return Err(format!(
-                "a SASL_PLAINTEXT --listen has no mechanism to offer: the broker enables {} (logferry serves {}); \
+                "a SASL --listen has no mechanism to offer: the broker enables {} (logferry serves {}); \
                  give --sasl-plain-users FILE, or a metadata log for SCRAM",
                 if from_broker.skipped_mechanisms.is_empty() {
                     "none".to_string()
@@ -505,5 +506,33 @@ fn security(
             "the broker's StandardAuthorizer keeps its ACLs in the KRaft metadata log: give --metadata-log-dir".into(),
         );
     }
-    Ok(Security { sasl, authorizer: from_broker.authorizer })
+    let flags = crate::auth::tls::TlsFlags {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        client_ca: args.tls_client_ca.clone(),
+        client_auth: args.tls_client_auth.clone(),
+    };
+    let mut tls = [None, None];
+    for (slot, protocol) in [(0, SecurityProtocol::Ssl), (1, SecurityProtocol::SaslSsl)] {
+        if !listen.iter().any(|(_, p)| *p == protocol) {
+            continue;
+        }
+        let Some(settings) = crate::auth::tls::settings(&broker.props, protocol.name(), &flags)? else {
+            return Err(format!(
+                "a {} --listen needs a certificate and key: the broker's ssl.keystore.* in --broker-config \
+                 (from its {} listener), or --tls-cert and --tls-key",
+                protocol.name(),
+                protocol.name()
+            ));
+        };
+        log::info!(
+            "{} listeners: key and certificate from {}, client certificates {:?}",
+            protocol.name(),
+            settings.source,
+            settings.client_auth
+        );
+        tls[slot] = Some(crate::auth::tls::server_config(&settings)?);
+    }
+    let [ssl, sasl_ssl] = tls;
+    Ok(Security { sasl, authorizer: from_broker.authorizer, ssl, sasl_ssl })
 }

@@ -1,10 +1,13 @@
 //! The client listeners and their security: which protocol each `--listen` speaks, and the
 //! settings the connections of a SASL listener authenticate and are authorized with.
 //!
-//! `PROTOCOL://HOST:PORT` as in the broker's `listeners` (a bare `HOST:PORT` is PLAINTEXT).
-//! SSL and SASL_SSL are refused with a message: TLS is not built yet (issue 14).
+//! `PROTOCOL://HOST:PORT` as in the broker's `listeners` (a bare `HOST:PORT` is PLAINTEXT);
+//! SSL and SASL_SSL listeners need a TLS configuration (`crate::auth::tls`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
 
 use crate::auth::acl::AuthorizerConfig;
 use crate::auth::sasl::SaslConfig;
@@ -13,15 +16,27 @@ use crate::auth::sasl::SaslConfig;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecurityProtocol {
     Plaintext,
+    Ssl,
     SaslPlaintext,
+    SaslSsl,
 }
 
 impl SecurityProtocol {
     pub fn name(self) -> &'static str {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
             SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
         }
+    }
+
+    pub fn is_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
     }
 }
 
@@ -41,12 +56,8 @@ pub fn parse_listener(spec: &str) -> Result<ListenerSpec, String> {
             let protocol = match p.to_ascii_uppercase().as_str() {
                 "PLAINTEXT" => SecurityProtocol::Plaintext,
                 "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
-                "SSL" | "SASL_SSL" => {
-                    return Err(format!(
-                        "--listen {spec:?}: {p} needs TLS, which this logferry does not have yet; \
-                         use PLAINTEXT or SASL_PLAINTEXT (on a trusted network, or behind a TLS proxy)"
-                    ))
-                }
+                "SSL" => SecurityProtocol::Ssl,
+                "SASL_SSL" => SecurityProtocol::SaslSsl,
                 _ => {
                     return Err(format!(
                         "--listen {spec:?}: unknown protocol {p:?} (PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL)"
@@ -66,6 +77,21 @@ pub struct Security {
     /// The broker's StandardAuthorizer settings; `None`: no authorizer (`authorizer.class.name`
     /// empty), every request allowed, as on the broker.
     pub authorizer: Option<AuthorizerConfig>,
+    /// The TLS configuration of the SSL listeners and of the SASL_SSL listeners (each from the
+    /// broker's listener of that protocol, or the `--tls-*` flags).
+    pub ssl: Option<Arc<ServerConfig>>,
+    pub sasl_ssl: Option<Arc<ServerConfig>>,
+}
+
+impl Security {
+    /// The TLS configuration a listener of `protocol` serves with (`None`: plain TCP).
+    pub fn tls_for(&self, protocol: SecurityProtocol) -> Option<&Arc<ServerConfig>> {
+        match protocol {
+            SecurityProtocol::Ssl => self.ssl.as_ref(),
+            SecurityProtocol::SaslSsl => self.sasl_ssl.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// A bound listener's address and protocol, as reported after binding.
@@ -90,7 +116,8 @@ mod tests {
             Ok(SecurityProtocol::SaslPlaintext)
         );
         assert_eq!(parse_listener("PLAINTEXT://h:1").map(|l| l.address), Ok("h:1".into()));
-        assert!(parse_listener("SASL_SSL://h:1").is_err_and(|e| e.contains("TLS")));
+        assert_eq!(parse_listener("SASL_SSL://h:1").map(|l| l.protocol), Ok(SecurityProtocol::SaslSsl));
+        assert_eq!(parse_listener("ssl://h:1").map(|l| l.protocol), Ok(SecurityProtocol::Ssl));
         assert!(parse_listener("FOO://h:1").is_err_and(|e| e.contains("unknown protocol")));
     }
 }

@@ -24,8 +24,11 @@
 //! `groups::TICK_INTERVAL`. The sync runs on the loop thread; its time is exported as
 //! `offsets_sync_seconds`.
 //!
-//! Listeners: one or more (`--listen`), each PLAINTEXT or SASL_PLAINTEXT ([`listeners`]). A
-//! connection of a SASL listener gives every frame to its [`Session`] first (sans-io, in
+//! Listeners: one or more (`--listen`), each PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+//! ([`listeners`]). A connection's bytes go through its [`transport::Transport`]: plain (file
+//! ranges by `sendfile`) or a TLS session (file ranges copied through the loop's one scratch
+//! buffer and encrypted); a TLS handshake not finished within `tls_handshake_ms_max` closes the
+//! connection. A connection of a SASL listener gives every frame to its [`Session`] first (sans-io, in
 //! `crate::auth::sasl`): until it authenticates only the exchange is answered and frames are
 //! capped at 512 KiB; a failed exchange waits in `AuthDelay` for
 //! `connection.failed.authentication.delay.ms`, writes its answer and closes. The handlers see
@@ -47,6 +50,7 @@
 
 pub mod listeners;
 mod request_memory;
+pub mod transport;
 pub mod upstream;
 
 use listeners::{Bound, Security, SecurityProtocol};
@@ -74,6 +78,7 @@ use crate::metrics::{self, HttpAsk, Metrics};
 use crate::protocol::{self, fetch, Auth, Context, Origin, Outcome, RequestMeta, ServeConfig};
 use crate::send::{Sent, WritePlan, WriteStatus};
 use crate::systemd::Notifier;
+use transport::{ReadOutcome, Transport, TransportError};
 
 const INOTIFY: Token = Token(1);
 const SIGNALS: Token = Token(2);
@@ -107,6 +112,8 @@ pub struct Limits {
     pub buffered_request_bytes_max: usize,
     /// Request bytes one connection may read per turn before others get theirs.
     pub recv_bytes_per_turn_max: usize,
+    /// How long a TLS handshake may take from accept (a stalled one closes; checked each second).
+    pub tls_handshake_ms_max: u64,
 }
 
 impl Default for Limits {
@@ -120,6 +127,7 @@ impl Default for Limits {
             drain_ms_max: 10_000,
             buffered_request_bytes_max: BUFFERED_REQUEST_BYTES_MAX_DEFAULT,
             recv_bytes_per_turn_max: 1 << 20,
+            tls_handshake_ms_max: 10_000,
         }
     }
 }
@@ -176,6 +184,9 @@ struct Conn {
     sasl: Option<Box<Session>>,
     /// Close once the response being written is out (why, for the log line).
     close_after_write: Option<String>,
+    /// Plain TCP or a TLS session.
+    transport: Transport,
+    accepted_at: Instant,
 }
 
 /// A connection to the metrics endpoint: read one request, write one response, close.
@@ -257,6 +268,8 @@ pub struct Server {
     memory: RequestMemory,
     /// The connection to the co-located broker (`--upstream`).
     upstream: Option<UpstreamLink>,
+    /// The one buffer TLS connections copy response bytes through (`transport`).
+    tls_scratch: Vec<u8>,
 }
 
 /// The loop's side of the upstream watcher: the socket and its buffers.
@@ -282,6 +295,9 @@ const UPSTREAM_FRAME_BYTES_MAX: usize = 64 << 20;
 
 /// How often idle connections are looked for.
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The scratch buffer TLS connections copy response bytes through (eight TLS records).
+const TLS_SCRATCH_BYTES: usize = 128 << 10;
 
 /// Why the loop ended.
 #[derive(Debug)]
@@ -349,6 +365,7 @@ impl Server {
             memory: RequestMemory::new(limits.buffered_request_bytes_max),
             limits,
             upstream: None,
+            tls_scratch: Vec::new(),
         })
     }
 
@@ -628,6 +645,16 @@ impl Server {
                             self.conns.len() - 1
                         }
                     };
+                    let transport = match self.security.tls_for(protocol) {
+                        None => Transport::Plain,
+                        Some(config) => match Transport::tls(config) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                log::warn!("peer={peer}: TLS session: {e}");
+                                continue;
+                            }
+                        },
+                    };
                     if let Err(e) = self.poll.registry().register(
                         &mut stream,
                         Token(i + FIRST_CONN),
@@ -650,8 +677,10 @@ impl Server {
                         fetch_in_flight: false,
                         relay: None,
                         listener: k,
-                        sasl: (protocol == SecurityProtocol::SaslPlaintext).then(|| Box::new(Session::new())),
+                        sasl: protocol.is_sasl().then(|| Box::new(Session::new())),
                         close_after_write: None,
+                        transport,
+                        accepted_at: Instant::now(),
                     });
                     self.open += 1;
                     self.counters.connections_accepted += 1;
@@ -688,6 +717,7 @@ impl Server {
                 } else {
                     conn_log!(debug, c, token, "closing: {why}");
                 }
+                c.transport.close(&mut c.stream);
                 let _ = self.poll.registry().deregister(&mut c.stream);
                 if let Some(mut r) = c.relay.take() {
                     let _ = self.poll.registry().deregister(&mut r.stream);
@@ -724,11 +754,19 @@ impl Server {
                 ConnState::Writing(plan) => {
                     let before = plan.remaining();
                     let mut sent = Sent::default();
-                    let status = plan.write_to(c.stream.as_fd(), budget, &mut sent);
+                    let status = if c.transport.is_tls() {
+                        if self.tls_scratch.is_empty() {
+                            self.tls_scratch = vec![0; TLS_SCRATCH_BYTES];
+                        }
+                        c.transport.write_plan(plan, &mut c.stream, budget, &mut sent, &mut self.tls_scratch)
+                    } else {
+                        plan.write_to(c.stream.as_fd(), budget, &mut sent)
+                    };
                     let progressed = before - plan.remaining();
                     self.counters.sent.mem_bytes += sent.mem_bytes;
                     self.counters.sent.file_bytes += sent.file_bytes;
-                    self.metrics.sent(sent.file_bytes, sent.mem_bytes);
+                    self.counters.sent.tls_bytes += sent.tls_bytes;
+                    self.metrics.sent(sent);
                     if progressed > 0 {
                         c.last_progress = Instant::now();
                     }
@@ -845,22 +883,46 @@ impl Server {
                                 self.wait_for_memory(i);
                                 return;
                             }
-                            match c.stream.read(&mut chunk[..want]) {
-                                Ok(0) => {
-                                    let why = if c.rbuf.is_empty() { "peer closed" } else { "peer closed mid-request" };
+                            let outcome = c.transport.read(&mut c.stream, &mut chunk[..want]);
+                            if let Some(est) = c.transport.take_established() {
+                                self.metrics.tls_handshakes.inc();
+                                conn_log!(
+                                    debug,
+                                    c,
+                                    i + FIRST_CONN,
+                                    "TLS {} {} established, principal {}",
+                                    est.version,
+                                    est.suite,
+                                    est.principal
+                                );
+                            }
+                            match outcome {
+                                Ok(ReadOutcome::Closed) => {
+                                    let why = if c.transport.handshaking() {
+                                        self.metrics.tls_handshake_failures.inc();
+                                        "peer closed during the TLS handshake"
+                                    } else if c.rbuf.is_empty() {
+                                        "peer closed"
+                                    } else {
+                                        "peer closed mid-request"
+                                    };
                                     self.close(i, why.into(), false);
                                     return;
                                 }
-                                Ok(n) => {
+                                Ok(ReadOutcome::Bytes(n)) => {
                                     c.rbuf.reserve_exact(n);
                                     c.rbuf.extend_from_slice(&chunk[..n]);
                                     c.last_progress = Instant::now();
                                     read_bytes += n;
                                     self.account(i);
                                 }
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                                Err(e) => {
+                                Ok(ReadOutcome::WouldBlock) => return,
+                                Err(TransportError::Tls(e)) => {
+                                    self.metrics.tls_handshake_failures.inc();
+                                    self.close(i, format!("TLS: {e}"), true);
+                                    return;
+                                }
+                                Err(TransportError::Io(e)) => {
                                     self.close(i, format!("read failed: {e}"), false);
                                     return;
                                 }
@@ -1147,7 +1209,7 @@ impl Server {
         let client_host = conn.peer.ip().to_string();
         let auth = self.security.authorizer.as_ref().map(|config| Auth {
             config,
-            principal: conn.sasl.as_deref().map_or(ANONYMOUS, Session::principal),
+            principal: principal_of(conn),
             host: conn.peer.ip(),
         });
         let mut ctx = Context {
@@ -1273,10 +1335,7 @@ impl Server {
                     if let (ConnState::Relaying(meta), Some(config)) = (&c.state, self.security.authorizer.as_ref()) {
                         if meta.api_key == kafka_protocol::messages::ApiKey::ListGroups {
                             use crate::auth::acl::{authorize, Caller, Operation, Resource, CLUSTER_NAME};
-                            let caller = Caller {
-                                principal: c.sasl.as_deref().map_or(ANONYMOUS, Session::principal),
-                                host: c.peer.ip(),
-                            };
+                            let caller = Caller { principal: principal_of(c), host: c.peer.ip() };
                             let image = self.tailer.view.cluster.as_ref().map(|m| &m.image);
                             let allowed = |kind, name: &str| {
                                 let acls = image.map(|i| i.acl_index.candidates(&i.acls, kind, name));
@@ -1510,10 +1569,26 @@ impl Server {
             ) {
                 continue;
             }
+            if c.transport.handshaking()
+                && now.duration_since(c.accepted_at) >= Duration::from_millis(self.limits.tls_handshake_ms_max)
+            {
+                self.metrics.tls_handshake_failures.inc();
+                self.close(i, format!("TLS handshake not done within {} ms", self.limits.tls_handshake_ms_max), true);
+                continue;
+            }
             if now.duration_since(c.last_progress) >= idle {
                 self.close(i, format!("idle for {} ms", self.limits.idle_timeout_ms), false);
             }
         }
+    }
+}
+
+/// The principal the handlers authorize: SASL's on a SASL listener (also SASL_SSL, whatever the
+/// certificate), else the client certificate's, else `User:ANONYMOUS` (`DefaultKafkaPrincipalBuilder`).
+fn principal_of(c: &Conn) -> &str {
+    match c.sasl.as_deref() {
+        Some(s) => s.principal(),
+        None => c.transport.principal().unwrap_or(ANONYMOUS),
     }
 }
 

@@ -13,5 +13,6 @@ mod groups;
 mod serve;
 mod service;
 mod sim;
+mod tls;
 mod txn;
 mod util;

@@ -36,6 +36,8 @@ pub struct Served {
     child: Child,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// The "serving on" list: `SCHEME://ADDR (advertised ...)`, PLAINTEXT bare.
+    pub listening: String,
 }
 
 impl Drop for Served {
@@ -48,6 +50,13 @@ impl Drop for Served {
 impl Served {
     pub fn logdir(&self) -> PathBuf {
         self.dir.path().join("logdir")
+    }
+
+    /// The bound address of the first listener of `protocol` ("SSL", "SASL_SSL", ...).
+    pub fn addr_of(&self, protocol: &str) -> SocketAddr {
+        let prefix = format!("{protocol}://");
+        let rest = self.listening.split(", ").find_map(|l| l.strip_prefix(&prefix)).expect("listener listed");
+        rest.split_whitespace().next().unwrap().parse().unwrap()
     }
 
     pub fn pid(&self) -> i32 {
@@ -108,8 +117,7 @@ pub fn serve_with(extra: &[&str], env: &[(&str, &str)], setup: impl FnOnce(&Path
             let Ok(line) = line else { break };
             if !sent {
                 if let Some(rest) = line.split("serving on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap().to_string();
-                    let _ = tx.send(addr);
+                    let _ = tx.send(rest.split("; node").next().unwrap_or(rest).to_string());
                     sent = true;
                 }
             }
@@ -118,8 +126,9 @@ pub fn serve_with(extra: &[&str], env: &[(&str, &str)], setup: impl FnOnce(&Path
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("logferry did not print its address");
-    Served { child, addr: addr.parse().unwrap(), dir }
+    let listening = rx.recv_timeout(Duration::from_secs(20)).expect("logferry did not print its address");
+    let addr = listening.split_whitespace().next().unwrap().parse().unwrap();
+    Served { child, addr, dir, listening }
 }
 
 /// The active (last) `.log` of a partition directory in the served copy.
@@ -149,8 +158,9 @@ pub fn append_visible(s: &Served, c: &mut Client, partition: i32, batch: &[u8]) 
     (seg, before)
 }
 
-pub struct Client {
-    pub s: TcpStream,
+/// A raw Kafka client over a TCP stream, or any other byte stream (a TLS session: `tls.rs`).
+pub struct Client<S = TcpStream> {
+    pub s: S,
     correlation: i32,
 }
 
@@ -158,6 +168,12 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Self {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client { s, correlation: 0 }
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    pub fn over(s: S) -> Self {
         Client { s, correlation: 0 }
     }
 

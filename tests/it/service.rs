@@ -166,7 +166,7 @@ fn broker_config_gives_log_dirs_and_node_id() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no log.dirs"));
 }
 
-fn http_get(addr: &str, path: &str) -> String {
+pub fn http_get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
