@@ -22,6 +22,11 @@
 //! (only `DEFAULT` is supported; other rules are refused at startup); no certificate:
 //! `User:ANONYMOUS`. Record bytes under TLS are copied and encrypted, never re-framed: see
 //! `server::transport`.
+//!
+//! Departure from the broker: client certificates are verified by webpki, which refuses X.509
+//! v1 certificates (what `openssl x509 -req` without extensions issues) that Java accepts. The
+//! refusal is logged with the fix (reissue as v3); writing a chain verifier of our own to take
+//! v1 would trade a rare compatibility gap for unreviewed security code.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -917,9 +917,9 @@ impl Server {
                                     self.account(i);
                                 }
                                 Ok(ReadOutcome::WouldBlock) => return,
-                                Err(TransportError::Tls(e)) => {
+                                Err(e @ TransportError::Tls(_)) => {
                                     self.metrics.tls_handshake_failures.inc();
-                                    self.close(i, format!("TLS: {e}"), true);
+                                    self.close(i, e.to_string(), true);
                                     return;
                                 }
                                 Err(TransportError::Io(e)) => {

@@ -70,8 +70,22 @@ impl std::fmt::Display for TransportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TransportError::Io(e) => write!(f, "{e}"),
-            TransportError::Tls(e) => write!(f, "TLS: {e}"),
+            TransportError::Tls(e) => write!(f, "TLS: {e}{}", tls_hint(e)),
         }
+    }
+}
+
+/// What an operator can do about a TLS failure, where the error alone does not say.
+pub fn tls_hint(e: &rustls::Error) -> &'static str {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
+            if format!("{o:?}").contains("UnsupportedCertVersion") =>
+        {
+            " (the client certificate is X.509 v1, which logferry's verifier refuses where the broker \
+             accepts it; reissue it as v3, e.g. openssl x509 -req ... -extfile with extendedKeyUsage=clientAuth)"
+        }
+        rustls::Error::InvalidMessage(_) => " (not TLS: a plaintext client on a TLS listener?)",
+        _ => "",
     }
 }
 

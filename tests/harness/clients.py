@@ -36,13 +36,23 @@ KCAT_FORMAT = "%t\\t%p\\t%o\\t%T\\t%K\\t%S\\t%h\\t%k%s\\x1e"
 
 
 def kcat_sasl():
-    """kcat's -X options for LOGFERRY_SASL=MECHANISM:USER:PASSWORD (the other clients read it)."""
+    """kcat's -X options for LOGFERRY_SASL=MECHANISM:USER:PASSWORD and LOGFERRY_TLS_CA=PEM (with
+    LOGFERRY_TLS_CERT and LOGFERRY_TLS_KEY for a client certificate); the other clients read the
+    same variables. Either unset: no SASL, no TLS."""
     spec = os.environ.get("LOGFERRY_SASL")
-    if not spec:
-        return []
-    mech, user, password = spec.split(":", 2)
-    return ["-X", "security.protocol=SASL_PLAINTEXT", "-X", f"sasl.mechanisms={mech}",
-            "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]
+    ca = os.environ.get("LOGFERRY_TLS_CA")
+    out = []
+    if spec:
+        mech, user, password = spec.split(":", 2)
+        out += ["-X", f"sasl.mechanisms={mech}", "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]
+    if ca:
+        out += ["-X", f"ssl.ca.location={ca}"]
+        if os.environ.get("LOGFERRY_TLS_CERT"):
+            out += ["-X", f"ssl.certificate.location={os.environ['LOGFERRY_TLS_CERT']}",
+                    "-X", f"ssl.key.location={os.environ['LOGFERRY_TLS_KEY']}"]
+    if spec or ca:
+        out += ["-X", "security.protocol=" + ("SASL_" if spec else "") + ("SSL" if ca else "PLAINTEXT")]
+    return out
 
 
 def command(client, bootstrap, topic, isolation, timeout_s, start):

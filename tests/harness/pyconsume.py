@@ -31,13 +31,21 @@ def line(r):
 
 
 def sasl():
-    """Client settings from LOGFERRY_SASL=MECHANISM:USER:PASSWORD (unset: PLAINTEXT)."""
+    """Client settings from LOGFERRY_SASL=MECHANISM:USER:PASSWORD and LOGFERRY_TLS_CA=PEM (with
+    LOGFERRY_TLS_CERT and LOGFERRY_TLS_KEY for a client certificate); unset: PLAINTEXT."""
     spec = os.environ.get("LOGFERRY_SASL")
-    if not spec:
-        return {}
-    mech, user, password = spec.split(":", 2)
-    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": mech,
-            "sasl_plain_username": user, "sasl_plain_password": password}
+    ca = os.environ.get("LOGFERRY_TLS_CA")
+    out = {}
+    if spec:
+        mech, user, password = spec.split(":", 2)
+        out.update(sasl_mechanism=mech, sasl_plain_username=user, sasl_plain_password=password)
+    if ca:
+        out.update(ssl_cafile=ca)
+        if os.environ.get("LOGFERRY_TLS_CERT"):
+            out.update(ssl_certfile=os.environ["LOGFERRY_TLS_CERT"], ssl_keyfile=os.environ["LOGFERRY_TLS_KEY"])
+    if spec or ca:
+        out["security_protocol"] = ("SASL_" if spec else "") + ("SSL" if ca else "PLAINTEXT")
+    return out
 
 
 def run_group(bootstrap, topic, group, isolation, timeout_s):

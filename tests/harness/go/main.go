@@ -12,6 +12,8 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -72,7 +74,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
-	admin, err := kgo.NewClient(saslOpt(), kgo.SeedBrokers(bootstrap))
+	admin, err := kgo.NewClient(saslOpt(), tlsOpt(), kgo.SeedBrokers(bootstrap))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(1)
@@ -129,7 +131,7 @@ func main() {
 	if wantRecords >= 0 {
 		fmt.Fprintln(os.Stderr, "READY")
 	}
-	cl, err := kgo.NewClient(saslOpt(), kgo.SeedBrokers(bootstrap), kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(isolation),
+	cl, err := kgo.NewClient(saslOpt(), tlsOpt(), kgo.SeedBrokers(bootstrap), kgo.ConsumePartitions(assign), kgo.FetchIsolationLevel(isolation),
 		kgo.KeepControlRecords())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
@@ -191,6 +193,35 @@ func saslOpt() kgo.Opt {
 	return nil
 }
 
+// tlsOpt is the client's TLS from LOGFERRY_TLS_CA=PEM (with LOGFERRY_TLS_CERT and
+// LOGFERRY_TLS_KEY for a client certificate); unset: plaintext (an empty SASL option, a no-op).
+func tlsOpt() kgo.Opt {
+	ca := os.Getenv("LOGFERRY_TLS_CA")
+	if ca == "" {
+		return kgo.SASL()
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "LOGFERRY_TLS_CA:", err)
+		os.Exit(2)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		fmt.Fprintln(os.Stderr, "LOGFERRY_TLS_CA: no certificate in", ca)
+		os.Exit(2)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert := os.Getenv("LOGFERRY_TLS_CERT"); cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, os.Getenv("LOGFERRY_TLS_KEY"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "LOGFERRY_TLS_CERT:", err)
+			os.Exit(2)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return kgo.DialTLSConfig(cfg)
+}
+
 func line(r *kgo.Record) string {
 	hs := make([]string, 0, len(r.Headers))
 	for _, h := range r.Headers {
@@ -212,7 +243,7 @@ func runGroup(bootstrap, topic, group string, isolation kgo.IsolationLevel, time
 	defer cancel()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	cl, err := kgo.NewClient(saslOpt(), kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+	cl, err := kgo.NewClient(saslOpt(), tlsOpt(), kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(isolation), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(time.Second),
 		kgo.AutoCommitInterval(time.Second))

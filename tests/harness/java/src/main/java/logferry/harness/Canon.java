@@ -15,17 +15,38 @@ import org.apache.kafka.common.header.Headers;
 final class Canon {
     private Canon() {}
 
-    /** SASL client settings from {@code LOGFERRY_SASL=MECHANISM:USER:PASSWORD} (unset: PLAINTEXT). */
+    /** SASL and TLS client settings from {@code LOGFERRY_SASL=MECHANISM:USER:PASSWORD} and
+     *  {@code LOGFERRY_TLS_CA=PEM} (with {@code LOGFERRY_TLS_CERT} and {@code LOGFERRY_TLS_KEY}
+     *  for a client certificate); unset: PLAINTEXT. */
     static void sasl(java.util.Properties p) {
         String spec = System.getenv("LOGFERRY_SASL");
-        if (spec == null || spec.isEmpty()) return;
-        String[] f = spec.split(":", 3);
-        String module = f[0].equals("PLAIN")
-            ? "org.apache.kafka.common.security.plain.PlainLoginModule"
-            : "org.apache.kafka.common.security.scram.ScramLoginModule";
-        p.put("security.protocol", "SASL_PLAINTEXT");
-        p.put("sasl.mechanism", f[0]);
-        p.put("sasl.jaas.config", module + " required username=\"" + f[1] + "\" password=\"" + f[2] + "\";");
+        String ca = System.getenv("LOGFERRY_TLS_CA");
+        boolean sasl = spec != null && !spec.isEmpty();
+        boolean tls = ca != null && !ca.isEmpty();
+        if (sasl) {
+            String[] f = spec.split(":", 3);
+            String module = f[0].equals("PLAIN")
+                ? "org.apache.kafka.common.security.plain.PlainLoginModule"
+                : "org.apache.kafka.common.security.scram.ScramLoginModule";
+            p.put("sasl.mechanism", f[0]);
+            p.put("sasl.jaas.config", module + " required username=\"" + f[1] + "\" password=\"" + f[2] + "\";");
+        }
+        if (tls) {
+            p.put("ssl.truststore.type", "PEM");
+            p.put("ssl.truststore.location", ca);
+            String cert = System.getenv("LOGFERRY_TLS_CERT");
+            if (cert != null && !cert.isEmpty()) {
+                try {
+                    p.put("ssl.keystore.type", "PEM");
+                    p.put("ssl.keystore.certificate.chain", java.nio.file.Files.readString(java.nio.file.Path.of(cert)));
+                    p.put("ssl.keystore.key",
+                        java.nio.file.Files.readString(java.nio.file.Path.of(System.getenv("LOGFERRY_TLS_KEY"))));
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            }
+        }
+        if (sasl || tls) p.put("security.protocol", (sasl ? "SASL_" : "") + (tls ? "SSL" : "PLAINTEXT"));
     }
 
     static String hex(byte[] b) {
