@@ -119,7 +119,7 @@ pub fn request_frame<R: Encodable>(key: i16, version: i16, header_version: i16, 
 }
 
 /// Reads one response frame into `buf` (grown as needed, reused); its length.
-pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+pub fn read_response<S: Read + ?Sized>(s: &mut S, buf: &mut Vec<u8>) -> usize {
     let mut size = [0u8; 4];
     s.read_exact(&mut size).unwrap();
     let n = i32::from_be_bytes(size) as usize;
@@ -201,18 +201,42 @@ pub fn spawn_logferry(args: &[&str]) -> (std::process::Child, String) {
 /// The SASL/PLAIN user of the benchmarks' SASL listeners (`NAME=PASSWORD`).
 pub const SASL_USER_LINE: &str = "bench=bench-secret";
 
-/// Connects to `addr`; a `SASL_PLAINTEXT://HOST:PORT` address (as the start-up line names a
-/// SASL listener) is authenticated first with SaslHandshake v1 and SaslAuthenticate v2 (PLAIN as
-/// [`SASL_USER_LINE`]), as a Java client does.
-pub fn connect(addr: &str) -> TcpStream {
+/// A client connection: TCP, or TLS over it.
+pub trait Stream: Read + Write + Send {}
+impl<S: Read + Write + Send> Stream for S {}
+
+/// A rustls client trusting the PEM CA file in `LOGFERRY_BENCH_TLS_CA`.
+fn tls_client(tcp: TcpStream) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use std::sync::Arc;
+    let ca = std::env::var("LOGFERRY_BENCH_TLS_CA").expect("a TLS address needs LOGFERRY_BENCH_TLS_CA (a PEM CA file)");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_file_iter(&ca).expect("CA file") {
+        roots.add(cert.expect("CA certificate")).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Connects to `addr`: `HOST:PORT` (PLAINTEXT), or `SSL://`, `SASL_PLAINTEXT://` or
+/// `SASL_SSL://HOST:PORT` as the start-up line names listeners. TLS trusts
+/// `LOGFERRY_BENCH_TLS_CA` (server name localhost); SASL authenticates with SaslHandshake v1
+/// and SaslAuthenticate v2 (PLAIN as [`SASL_USER_LINE`]), as a Java client does.
+pub fn connect(addr: &str) -> Box<dyn Stream> {
     use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
-    let (sasl, hostport) = match addr.strip_prefix("SASL_PLAINTEXT://") {
-        Some(hp) => (true, hp),
-        None => (false, addr),
+    let (protocol, hostport) = addr.split_once("://").unwrap_or(("PLAINTEXT", addr));
+    let tcp = TcpStream::connect(hostport).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut s: Box<dyn Stream> = match protocol {
+        "SSL" | "SASL_SSL" => Box::new(tls_client(tcp)),
+        _ => Box::new(tcp),
     };
-    let mut s = TcpStream::connect(hostport).unwrap();
-    s.set_nodelay(true).unwrap();
-    if sasl {
+    if protocol.starts_with("SASL_") {
         let mut buf = Vec::new();
         let hs = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
         s.write_all(&request_frame(17, 1, 1, 1, &hs)).unwrap();

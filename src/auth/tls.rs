@@ -373,6 +373,23 @@ pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
+/// A server configuration from PEM text (a certificate chain and a PKCS#8 key), TLS 1.2 and
+/// 1.3, no client certificates: for tools and fuzzing, where there is no broker to mirror.
+pub fn server_config_from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, String> {
+    let (_, chain) = pem_key_and_chain(chain_pem, None, "certificate chain")?;
+    let (key, _) = pem_key_and_chain(key_pem, None, "key")?;
+    let key = key.ok_or("key: no PRIVATE KEY section")?;
+    server_config(&TlsSettings {
+        chain,
+        key,
+        client_auth: ClientAuth::None,
+        trust: Vec::new(),
+        tls12: true,
+        tls13: true,
+        source: "PEM text".into(),
+    })
+}
+
 /// `User:<subject in RFC 2253>` of a client certificate (`DEFAULT` mapping).
 pub fn principal_of(cert: &CertificateDer<'_>) -> Result<String, String> {
     let (_, x509) =

@@ -262,3 +262,64 @@ fn flush<S: Write>(session: &mut ServerConnection, stream: &mut S) -> io::Result
     }
     Ok(true)
 }
+
+/// A socket double for fuzzing: reads hand out the input in the chunks it is cut into, then
+/// "would block"; writes are taken whole and counted.
+struct FuzzStream<'a> {
+    chunks: std::collections::VecDeque<&'a [u8]>,
+    written: usize,
+}
+
+impl Read for FuzzStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(chunk) = self.chunks.pop_front() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let n = chunk.len().min(buf.len());
+        if n < chunk.len() {
+            self.chunks.push_front(&chunk[n..]);
+        }
+        buf[..n].copy_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+}
+
+impl Write for FuzzStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Feeds `data` to a server-side TLS session as the loop would: cut into reads at each
+/// big-endian u16 length prefix, read until the session blocks, closes or fails. Returns the
+/// plaintext bytes the session produced (a handshake cannot finish without the server's own
+/// randomness, so for fuzzed input this is almost always 0). Must never panic or spin.
+pub fn fuzz_records(config: &Arc<ServerConfig>, data: &[u8]) -> usize {
+    let mut chunks = std::collections::VecDeque::new();
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let n = (usize::from(u16::from_be_bytes([rest[0], rest[1]]))).min(rest.len() - 2);
+        chunks.push_back(&rest[2..2 + n]);
+        rest = &rest[2 + n..];
+    }
+    let Ok(mut t) = Transport::tls(config) else { return 0 };
+    let mut stream = FuzzStream { chunks, written: 0 };
+    let mut buf = [0u8; 4096];
+    let mut plaintext = 0;
+    // Each read consumes input or ends: bounded by the input length.
+    for _ in 0..=data.len() + 1 {
+        match t.read(&mut stream, &mut buf) {
+            Ok(ReadOutcome::Bytes(n)) => plaintext += n,
+            Ok(ReadOutcome::WouldBlock) if stream.chunks.is_empty() => break,
+            Ok(ReadOutcome::WouldBlock) => {}
+            Ok(ReadOutcome::Closed) | Err(_) => break,
+        }
+    }
+    t.close(&mut stream);
+    plaintext
+}

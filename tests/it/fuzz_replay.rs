@@ -111,3 +111,22 @@ fn sasl_session_corpus() {
     // The seeds are well-formed exchanges: most of their frames reach the session.
     assert!(fed >= 20, "{fed}");
 }
+
+#[test]
+fn tls_records_corpus() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let config = logferry::auth::tls::server_config_from_pem(
+        &std::fs::read(root.join("server.pem")).unwrap(),
+        &std::fs::read(root.join("server.key")).unwrap(),
+    )
+    .unwrap();
+    let inputs = files("fuzz/corpus/tls_records");
+    assert!(inputs.len() >= 9);
+    for path in inputs {
+        let data = std::fs::read(&path).unwrap();
+        // No input here completes a handshake: no plaintext may come out of any of them.
+        assert_eq!(logferry::server::transport::fuzz_records(&config, &data), 0, "{}", path.display());
+    }
+    // A bad key is an error, not a panic.
+    assert!(logferry::auth::tls::server_config_from_pem(b"junk", b"junk").is_err());
+}
