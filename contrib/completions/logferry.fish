@@ -23,6 +23,7 @@ complete -c logferry -n '__fish_seen_subcommand_from serve' -l tls-handshake-ms-
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l node-id -x -d 'node id to present'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l visibility -x -a 'auto log-end checkpoint upstream' -d 'what consumers may see'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l upstream -x -d 'the co-located broker'
+complete -c logferry -n '__fish_seen_subcommand_from serve' -l upstream-config -x -d 'a Kafka client properties file for the --upstream connection, as the Kafka to...'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l metadata-log-dir -r -F -d 'the directory holding the KRaft metadata log'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l peer -x -d 'NODE_ID=HOST:PORT'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l peer-port -x -d 'the port every other logferry of the fleet listens on, at the host of its bro...'

@@ -10,6 +10,8 @@
 //!   `user_NAME="..."` entries or a users file).
 //! - [`scram`]: SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) against the salted
 //!   credentials the cluster keeps in its metadata log ([`crate::cluster::image::ScramCredential`]).
+//! - [`client`]: logferry's own side of the upstream connection: its properties file
+//!   (`--upstream-config`), the TLS client configuration, SCRAM and PLAIN as a client.
 //! - [`tls`]: the rustls configuration of the SSL and SASL_SSL listeners from the broker's
 //!   keystores (PKCS12, PEM) or PEM flags, and the principal of a client certificate.
 //!
@@ -17,6 +19,7 @@
 //! line whichever of broker or logferry refused it.
 
 pub mod acl;
+pub mod client;
 pub mod plain;
 pub mod sasl;
 pub mod scram;

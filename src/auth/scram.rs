@@ -27,6 +27,9 @@ use crate::cluster::image::ScramCredential;
 
 /// Kafka's minimum iteration count for both mechanisms (`ScramMechanism.minIterations`).
 pub const ITERATIONS_MIN: i32 = 4096;
+/// Kafka's maximum (`ScramMechanism.maxIterations`): a client refuses a server that asks more
+/// (each iteration is an HMAC, so a hostile count would pin the loop).
+pub const ITERATIONS_MAX: i32 = 16384;
 
 /// The two SCRAM mechanisms Kafka offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +105,8 @@ pub enum ScramError {
     UnknownUser,
     /// A credential with fewer iterations than the mechanism's minimum.
     IterationsTooLow(i32),
+    /// A server asking for more iterations than Kafka's maximum.
+    IterationsTooHigh(i32),
     /// The final message's nonce is not the one this exchange made.
     NonceMismatch,
     /// The final message's channel binding is not the first message's gs2 header.
@@ -122,6 +127,7 @@ impl std::fmt::Display for ScramError {
             ),
             ScramError::UnknownUser => f.write_str("Authentication failed: Invalid user credentials"),
             ScramError::IterationsTooLow(i) => write!(f, "Iterations {i} is less than the minimum {ITERATIONS_MIN}"),
+            ScramError::IterationsTooHigh(i) => write!(f, "Iterations {i} is more than the maximum {ITERATIONS_MAX}"),
             ScramError::NonceMismatch => f.write_str("Invalid client nonce in the final client message."),
             ScramError::ChannelBindingMismatch => f.write_str("Invalid channel binding in the final client message."),
             ScramError::BadProof => f.write_str("Invalid client credentials"),
@@ -286,6 +292,19 @@ impl ScramServer {
     }
 }
 
+/// SCRAM's Hi(): PBKDF2 (RFC 8018) with one output block (the client's salted password).
+pub fn hi(m: Mechanism, password: &[u8], salt: &[u8], iterations: i32) -> Vec<u8> {
+    let mut block = salt.to_vec();
+    block.extend_from_slice(&1u32.to_be_bytes());
+    let mut u = m.hmac(password, &block);
+    let mut out = u.clone();
+    for _ in 1..iterations.max(1) {
+        u = m.hmac(password, &u);
+        out.iter_mut().zip(&u).for_each(|(o, x)| *o ^= x);
+    }
+    out
+}
+
 /// Undoes saslname escaping: "=2C" is ',', "=3D" is '='; any other '=' is an error.
 fn unescape(name: &str) -> Option<String> {
     let mut out = String::with_capacity(name.len());
@@ -308,18 +327,7 @@ fn unescape(name: &str) -> Option<String> {
 pub(crate) mod tests {
     use super::*;
 
-    /// PBKDF2 (RFC 8018) with one output block, the client's side of SCRAM's Hi().
-    fn hi(m: Mechanism, password: &[u8], salt: &[u8], iterations: i32) -> Vec<u8> {
-        let mut block = salt.to_vec();
-        block.extend_from_slice(&1u32.to_be_bytes());
-        let mut u = m.hmac(password, &block);
-        let mut out = u.clone();
-        for _ in 1..iterations {
-            u = m.hmac(password, &u);
-            out.iter_mut().zip(&u).for_each(|(o, x)| *o ^= x);
-        }
-        out
-    }
+    use super::hi;
 
     /// A credential as `kafka-configs.sh --add-config SCRAM-...=[password=...]` makes one.
     pub(crate) fn credential(m: Mechanism, password: &str, salt: &[u8], iterations: i32) -> ScramCredential {

@@ -137,7 +137,7 @@ fn pem_key_and_chain(
 }
 
 /// A private key and the certificate chain that goes with it.
-type KeyChain = (PrivatePkcs8KeyDer<'static>, Vec<CertificateDer<'static>>);
+pub(crate) type KeyChain = (PrivatePkcs8KeyDer<'static>, Vec<CertificateDer<'static>>);
 
 /// A PKCS12 file's key chain and trusted certificates.
 fn pkcs12(
@@ -230,45 +230,10 @@ pub fn settings(
     };
     let mut source = source;
     if key.is_none() {
-        let store_type = get("ssl.keystore.type").unwrap_or_else(|| "JKS".into()).to_ascii_uppercase();
-        let location = get("ssl.keystore.location");
-        let inline_key = get("ssl.keystore.key");
-        if location.is_none() && inline_key.is_none() {
-            return Ok(None);
-        }
-        match store_type.as_str() {
-            "JKS" => return Err(jks_message(location.as_deref().unwrap_or("the keystore"))),
-            "PKCS12" => {
-                let Some(loc) = location else {
-                    return Err("ssl.keystore.type PKCS12 without ssl.keystore.location".into());
-                };
-                let password = get("ssl.keystore.password").unwrap_or_default();
-                let (k, _) = pkcs12(&loc, &password, key_password.as_deref())?;
-                let Some((k, c)) = k else { return Err(format!("{loc}: no private key entry")) };
-                key = Some(k);
-                chain = c;
-                source = loc;
-            }
-            "PEM" => {
-                let (k, c, s) = match (location, inline_key) {
-                    (Some(loc), _) => {
-                        let (k, c) = pem_key_and_chain(&read(&loc)?, key_password.as_deref(), &loc)?;
-                        (k, c, loc)
-                    }
-                    (None, Some(inline)) => {
-                        let (k, _) = pem_key_and_chain(inline.as_bytes(), key_password.as_deref(), "ssl.keystore.key")?;
-                        let chain_text = get("ssl.keystore.certificate.chain").unwrap_or_default();
-                        let (_, c) = pem_key_and_chain(chain_text.as_bytes(), None, "ssl.keystore.certificate.chain")?;
-                        (k, c, "ssl.keystore.key".to_string())
-                    }
-                    (None, None) => unreachable!("checked above"),
-                };
-                let Some(k) = k else { return Err(format!("{s}: no PRIVATE KEY section")) };
-                key = Some(k);
-                chain = c;
-                source = s;
-            }
-            other => return Err(format!("ssl.keystore.type {other}: PKCS12 or PEM (JKS: convert it)")),
+        if let Some(((k, c), s)) = keystore(&get, key_password.as_deref())? {
+            key = Some(k);
+            chain = c;
+            source = s;
         }
     }
     let Some(key) = key else { return Ok(None) };
@@ -314,12 +279,56 @@ pub fn settings(
     Ok(Some(TlsSettings { chain, key, client_auth, trust, tls12, tls13, source }))
 }
 
+/// The key and chain `ssl.keystore.*` names (with where they came from), `Ok(None)` when no
+/// keystore is named.
+pub(crate) fn keystore(
+    get: &dyn Fn(&str) -> Option<String>,
+    key_password: Option<&str>,
+) -> Result<Option<(KeyChain, String)>, String> {
+    let store_type = get("ssl.keystore.type").unwrap_or_else(|| "JKS".into()).to_ascii_uppercase();
+    let location = get("ssl.keystore.location");
+    let inline_key = get("ssl.keystore.key");
+    if location.is_none() && inline_key.is_none() {
+        return Ok(None);
+    }
+    match store_type.as_str() {
+        "JKS" => Err(jks_message(location.as_deref().unwrap_or("the keystore"))),
+        "PKCS12" => {
+            let Some(loc) = location else {
+                return Err("ssl.keystore.type PKCS12 without ssl.keystore.location".into());
+            };
+            let password = get("ssl.keystore.password").unwrap_or_default();
+            let (k, _) = pkcs12(&loc, &password, key_password)?;
+            let Some(k) = k else { return Err(format!("{loc}: no private key entry")) };
+            Ok(Some((k, loc)))
+        }
+        "PEM" => {
+            let (k, c, s) = match (location, inline_key) {
+                (Some(loc), _) => {
+                    let (k, c) = pem_key_and_chain(&read(&loc)?, key_password, &loc)?;
+                    (k, c, loc)
+                }
+                (None, Some(inline)) => {
+                    let (k, _) = pem_key_and_chain(inline.as_bytes(), key_password, "ssl.keystore.key")?;
+                    let chain_text = get("ssl.keystore.certificate.chain").unwrap_or_default();
+                    let (_, c) = pem_key_and_chain(chain_text.as_bytes(), None, "ssl.keystore.certificate.chain")?;
+                    (k, c, "ssl.keystore.key".to_string())
+                }
+                (None, None) => return Ok(None),
+            };
+            let Some(k) = k else { return Err(format!("{s}: no PRIVATE KEY section")) };
+            Ok(Some(((k, c), s)))
+        }
+        other => Err(format!("ssl.keystore.type {other}: PKCS12 or PEM (JKS: convert it)")),
+    }
+}
+
 fn read_path(p: &Path) -> Result<Vec<u8>, String> {
     read(&p.display().to_string())
 }
 
 /// `ssl.truststore.*`: the CAs client certificates are checked against.
-fn trust_from(get: &dyn Fn(&str) -> Option<String>) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn trust_from(get: &dyn Fn(&str) -> Option<String>) -> Result<Vec<CertificateDer<'static>>, String> {
     let store_type = get("ssl.truststore.type").unwrap_or_else(|| "JKS".into()).to_ascii_uppercase();
     if let Some(inline) = get("ssl.truststore.certificates") {
         return Ok(pem_key_and_chain(inline.as_bytes(), None, "ssl.truststore.certificates")?.1);

@@ -110,11 +110,19 @@ pub struct ServeArgs {
     #[argh(option, default = "String::from(\"auto\")")]
     pub visibility: String,
 
-    /// the co-located broker (HOST:PORT of a PLAINTEXT listener): logferry follows its high
+    /// the co-located broker (HOST:PORT of one of its listeners): logferry follows its high
     /// watermarks in real time over one connection and, with --groups upstream, relays the
     /// consumer group APIs to it
     #[argh(option)]
     pub upstream: Option<String>,
+
+    /// a Kafka client properties file for the --upstream connection, as the Kafka tools'
+    /// --command-config reads them: security.protocol (PLAINTEXT, SSL, SASL_PLAINTEXT,
+    /// SASL_SSL), sasl.mechanism (PLAIN, SCRAM-SHA-256/512) and sasl.jaas.config with
+    /// logferry's own username and password, ssl.truststore.*, ssl.keystore.* (default:
+    /// PLAINTEXT)
+    #[argh(option)]
+    pub upstream_config: Option<PathBuf>,
 
     /// the directory holding the KRaft metadata log (__cluster_metadata-0), followed for the
     /// fleet presentation: every topic and partition of the cluster, led by the logferry beside

@@ -139,38 +139,65 @@ pub fn resolve_state_dir(flag: Option<&Path>, log_dirs: &[PathBuf]) -> Result<Pa
     Ok(canon)
 }
 
-/// Asks the upstream broker for its cluster id (2 s at most; an unreachable broker is not an
+/// The `--upstream-config` file: Kafka client properties (it holds a password: warn when others
+/// may read it).
+fn read_upstream_config(path: &Path, upstream: &str) -> Result<crate::auth::client::UpstreamSecurity, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0) {
+        log::warn!("--upstream-config {}: readable by every user; chmod 600 it (it holds a password)", path.display());
+    }
+    let props = crate::log::meta::parse_properties(&text);
+    let host = upstream.rsplit_once(':').map_or(upstream, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    crate::auth::client::UpstreamSecurity::from_properties(&props, host)
+}
+
+/// Asks the upstream broker for its cluster id (5 s at most; an unreachable broker is not an
 /// error here: logferry starts and falls back to the checkpoint). Err only for a broker of
-/// another cluster than the log dir's `meta.properties`.
-fn probe_upstream(addr: SocketAddr, cluster_id: Option<&str>) -> Result<(), String> {
+/// another cluster than the log dir's `meta.properties`, or a login it refuses.
+fn probe_upstream(
+    addr: SocketAddr,
+    cluster_id: Option<&str>,
+    security: &crate::auth::client::UpstreamSecurity,
+) -> Result<(), String> {
     use crate::server::upstream::{complete_frame, Phase, UpstreamError, Watcher};
-    use std::io::{Read, Write};
-    let timeout = std::time::Duration::from_secs(2);
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+    use crate::server::upstream_conn::UpstreamConn;
+    let timeout = std::time::Duration::from_secs(5);
+    let deadline = Instant::now() + timeout;
+    let Ok(s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
         log::warn!("--upstream {addr} does not answer now; starting with the checkpoint bound and retrying");
         return Ok(());
     };
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
+    if s.set_nonblocking(true).is_err() {
+        return Ok(());
+    }
+    let mut conn = UpstreamConn::new(s, security)?;
     let now = Instant::now();
     let mut w = Watcher::new(cluster_id.map(str::to_string), now);
     w.on_connected();
     let mut buf = Vec::new();
     while w.phase != Phase::Watching {
         let Some(req) = w.next_request(&[], now) else { return Ok(()) };
-        if s.write_all(&req).is_err() {
-            return Ok(());
-        }
+        let mut at = 0;
         let n = loop {
             match complete_frame(&buf, 1 << 20) {
-                Ok(Some(n)) => break n,
-                Ok(None) => {}
+                Ok(Some(n)) if at == req.len() => break n,
+                Ok(_) => {}
                 Err(_) => return Ok(()),
             }
-            let mut chunk = [0u8; 8192];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return Ok(()),
-                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            if Instant::now() >= deadline {
+                log::warn!("--upstream {addr}: no answer within {timeout:?}; starting with the checkpoint bound");
+                return Ok(());
+            }
+            match conn.pump(&req, &mut at, &mut buf, Instant::now()) {
+                Ok(true) => {}
+                Ok(false) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                // A refused login is the operator's to fix: say so at start.
+                Err(e) if e.contains("SASL") || e.contains("TLS") => return Err(e),
+                Err(e) => {
+                    log::warn!("--upstream {addr}: {e}; starting with the checkpoint bound and retrying");
+                    return Ok(());
+                }
             }
         };
         let body = bytes::Bytes::copy_from_slice(&buf[4..n]);
@@ -250,6 +277,14 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         Some(u) => match (host_port(u), u.to_socket_addrs().map(|mut a| a.next())) {
             (Some(_), Ok(Some(a))) => Some(a),
             _ => return fail(format!("--upstream {u:?} is not a HOST:PORT that resolves")),
+        },
+    };
+    let upstream_security = match (&args.upstream_config, &args.upstream) {
+        (None, _) => crate::auth::client::UpstreamSecurity::plaintext(),
+        (Some(_), None) => return fail("--upstream-config needs --upstream HOST:PORT"),
+        (Some(path), Some(u)) => match read_upstream_config(path, u) {
+            Ok(s) => s,
+            Err(e) => return fail(format!("--upstream-config {}: {e}", path.display())),
         },
     };
     let groups_upstream = match (args.groups.as_deref(), upstream) {
@@ -349,7 +384,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     if let Some(addr) = upstream {
         // A broker of another cluster is refused at start (when it answers now; later it is
         // refused by the watcher and never used).
-        if let Err(e) = probe_upstream(addr, view.cluster_id()) {
+        if let Err(e) = probe_upstream(addr, view.cluster_id(), &upstream_security) {
             return fail(format!("--upstream {addr}: {e}"));
         }
     }
@@ -391,7 +426,8 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     };
     server.set_security(security);
     if let Some(addr) = upstream {
-        server.set_upstream(addr);
+        log::info!("upstream {addr}: {upstream_security:?}");
+        server.set_upstream(addr, upstream_security);
     }
     let bound = match server.bound() {
         Ok(a) => a,

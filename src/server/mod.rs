@@ -52,6 +52,7 @@ pub mod listeners;
 mod request_memory;
 pub mod transport;
 pub mod upstream;
+pub mod upstream_conn;
 
 use listeners::{Bound, Security, SecurityProtocol};
 
@@ -157,7 +158,7 @@ enum ConnState {
 /// requests (one request in flight, like the client's): a JoinGroup that waits for a rebalance
 /// holds only this connection, never the high-watermark watch or another client's requests.
 struct Relay {
-    stream: TcpStream,
+    stream: upstream_conn::UpstreamConn<TcpStream>,
     connected: bool,
     out: Vec<u8>,
     out_at: usize,
@@ -276,7 +277,9 @@ pub struct Server {
 struct UpstreamLink {
     addr: SocketAddr,
     watcher: upstream::Watcher,
-    stream: Option<TcpStream>,
+    /// How to reach it (`--upstream-config`): TLS, SASL.
+    security: crate::auth::client::UpstreamSecurity,
+    stream: Option<upstream_conn::UpstreamConn<TcpStream>>,
     out: Vec<u8>,
     out_at: usize,
     rbuf: Vec<u8>,
@@ -398,7 +401,7 @@ impl Server {
     }
 
     /// Follows the high watermarks of the broker at `addr` (see [`upstream`]).
-    pub fn set_upstream(&mut self, addr: SocketAddr) {
+    pub fn set_upstream(&mut self, addr: SocketAddr, security: crate::auth::client::UpstreamSecurity) {
         let cluster = Some(self.config.cluster_id.clone());
         let mut watcher = upstream::Watcher::new(cluster, Instant::now());
         // With a metadata log followed, its committed offset comes from the broker too.
@@ -406,6 +409,7 @@ impl Server {
         self.upstream = Some(UpstreamLink {
             addr,
             watcher,
+            security,
             stream: None,
             out: Vec::new(),
             out_at: 0,
@@ -720,7 +724,7 @@ impl Server {
                 c.transport.close(&mut c.stream);
                 let _ = self.poll.registry().deregister(&mut c.stream);
                 if let Some(mut r) = c.relay.take() {
-                    let _ = self.poll.registry().deregister(&mut r.stream);
+                    let _ = self.poll.registry().deregister(&mut r.stream.tcp);
                 }
                 self.counters.connections_closed += 1;
                 self.open -= 1;
@@ -946,10 +950,13 @@ impl Server {
                 Ok(mut s) => {
                     let _ = s.set_nodelay(true);
                     match self.poll.registry().register(&mut s, UPSTREAM, Interest::READABLE | Interest::WRITABLE) {
-                        Ok(()) => {
-                            u.stream = Some(s);
-                            u.watcher.on_connecting();
-                        }
+                        Ok(()) => match upstream_conn::UpstreamConn::new(s, &u.security) {
+                            Ok(conn) => {
+                                u.stream = Some(conn);
+                                u.watcher.on_connecting();
+                            }
+                            Err(e) => failure = Some(e),
+                        },
                         Err(e) => failure = Some(format!("register: {e}")),
                     }
                 }
@@ -959,10 +966,10 @@ impl Server {
         if failure.is_none() {
             if let Some(s) = u.stream.as_mut() {
                 if u.watcher.phase == upstream::Phase::Connecting {
-                    match s.take_error() {
+                    match s.tcp.take_error() {
                         Ok(Some(e)) | Err(e) => failure = Some(format!("connect: {e}")),
                         Ok(None) => {
-                            if s.peer_addr().is_ok() {
+                            if s.tcp.peer_addr().is_ok() {
                                 u.watcher.on_connected();
                             }
                         }
@@ -971,12 +978,23 @@ impl Server {
             }
         }
         if failure.is_none() && u.watcher.timed_out(now) {
-            failure = Some("no answer in time (slow or stuck broker)".into());
+            failure = Some(match u.stream.as_ref() {
+                Some(s) if s.logging_in() => "the TLS handshake or SASL login did not finish in time".into(),
+                _ => "no answer in time (slow or stuck broker)".into(),
+            });
+        }
+        if failure.is_none() && u.stream.as_ref().is_some_and(|s| s.session_over(now) && !s.logging_in()) {
+            failure = Some("the SASL session ended before logferry could log in again".into());
         }
         let mut io_due = std::mem::take(&mut u.readiness);
         while failure.is_none() && u.stream.is_some() && u.watcher.phase != upstream::Phase::Connecting {
             let Some(s) = u.stream.as_mut() else { break };
             if u.out_at == u.out.len() && u.watcher.request_due() {
+                if s.reauth_due(now + u.watcher.hold()) {
+                    // KIP-368: between two requests, and early enough that the next watch
+                    // Fetch (held by the broker) cannot run past the broker's session.
+                    s.begin_login();
+                }
                 // The partition list is built only when a watch Fetch is actually sent.
                 let watched: Vec<upstream::Watched> = if u.watcher.phase == upstream::Phase::Watching {
                     self.tailer
@@ -1003,7 +1021,7 @@ impl Server {
             if !io_due {
                 break;
             }
-            let mut progressed = match pump(s, &u.out, &mut u.out_at, &mut u.rbuf) {
+            let mut progressed = match s.pump(&u.out, &mut u.out_at, &mut u.rbuf, now) {
                 Ok(p) => p,
                 Err(e) => {
                     failure = Some(e);
@@ -1057,7 +1075,7 @@ impl Server {
         if let Some(why) = failure {
             let was_live = u.watcher.live();
             if let Some(mut s) = u.stream.take() {
-                let _ = self.poll.registry().deregister(&mut s);
+                let _ = self.poll.registry().deregister(&mut s.tcp);
             }
             u.out.clear();
             u.out_at = 0;
@@ -1275,11 +1293,23 @@ impl Server {
     /// Sends a client's group request to the upstream broker on that client's relay
     /// connection (opened on first use).
     fn start_relay(&mut self, i: usize, meta: RequestMeta, frame: Bytes) {
-        let Some(addr) = self.upstream.as_ref().map(|u| u.addr) else {
+        let Some((addr, security)) = self.upstream.as_ref().map(|u| (u.addr, u.security.clone())) else {
             self.close(i, "internal: --groups upstream without an upstream".into(), true);
             return;
         };
         let Some(c) = self.conns.get_mut(i).and_then(Option::as_mut) else { return };
+        let now = Instant::now();
+        if c.relay.as_ref().is_some_and(|r| r.stream.session_over(now)) {
+            // The broker ended this relay's SASL session while it was idle: a new connection.
+            if let Some(mut r) = c.relay.take() {
+                let _ = self.poll.registry().deregister(&mut r.stream.tcp);
+            }
+        }
+        if let Some(r) = c.relay.as_mut() {
+            if r.stream.reauth_due(now) {
+                r.stream.begin_login();
+            }
+        }
         if c.relay.is_none() {
             match TcpStream::connect(addr) {
                 Ok(mut stream) => {
@@ -1292,6 +1322,13 @@ impl Server {
                         self.close(i, format!("upstream relay: register: {e}"), true);
                         return;
                     }
+                    let stream = match upstream_conn::UpstreamConn::new(stream, &security) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            self.close(i, format!("upstream relay to {addr}: {e}"), true);
+                            return;
+                        }
+                    };
                     c.relay = Some(Relay { stream, connected: false, out: Vec::new(), out_at: 0, rbuf: Vec::new() });
                 }
                 Err(e) => {
@@ -1316,13 +1353,13 @@ impl Server {
         let Some(r) = c.relay.as_mut() else { return };
         let mut failure = None;
         if !r.connected {
-            match r.stream.take_error() {
+            match r.stream.tcp.take_error() {
                 Ok(Some(e)) | Err(e) => failure = Some(format!("connect: {e}")),
-                Ok(None) => r.connected = r.stream.peer_addr().is_ok(),
+                Ok(None) => r.connected = r.stream.tcp.peer_addr().is_ok(),
             }
         }
         if r.connected && failure.is_none() {
-            if let Err(e) = pump(&mut r.stream, &r.out, &mut r.out_at, &mut r.rbuf) {
+            if let Err(e) = r.stream.pump(&r.out, &mut r.out_at, &mut r.rbuf, Instant::now()) {
                 failure = Some(e);
             }
         }
@@ -1589,38 +1626,6 @@ fn principal_of(c: &Conn) -> &str {
     match c.sasl.as_deref() {
         Some(s) => s.principal(),
         None => c.transport.principal().unwrap_or(ANONYMOUS),
-    }
-}
-
-/// One round on a client connection to the broker: writes what it can of `out[*out_at..]`, then
-/// reads all that is there into `rbuf`. True when any byte moved; Err says why the connection
-/// is no longer usable.
-fn pump(stream: &mut TcpStream, out: &[u8], out_at: &mut usize, rbuf: &mut Vec<u8>) -> Result<bool, String> {
-    let mut progressed = false;
-    while *out_at < out.len() {
-        match io::Write::write(stream, &out[*out_at..]) {
-            Ok(0) => return Err("write returned 0".into()),
-            Ok(n) => {
-                *out_at += n;
-                progressed = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("write: {e}")),
-        }
-    }
-    let mut chunk = [0u8; 64 << 10];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return Err("closed by the broker".into()),
-            Ok(n) => {
-                rbuf.extend_from_slice(&chunk[..n]);
-                progressed = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progressed),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("read: {e}")),
-        }
     }
 }
 

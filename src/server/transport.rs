@@ -265,9 +265,27 @@ fn flush<S: Write>(session: &mut ServerConnection, stream: &mut S) -> io::Result
 
 /// A socket double for fuzzing: reads hand out the input in the chunks it is cut into, then
 /// "would block"; writes are taken whole and counted.
-struct FuzzStream<'a> {
+pub(crate) struct FuzzStream<'a> {
     chunks: std::collections::VecDeque<&'a [u8]>,
     written: usize,
+}
+
+impl<'a> FuzzStream<'a> {
+    /// The reads `data` describes: each a big-endian u16 length and that many bytes.
+    pub(crate) fn of(data: &'a [u8]) -> FuzzStream<'a> {
+        let mut chunks = std::collections::VecDeque::new();
+        let mut rest = data;
+        while rest.len() >= 2 {
+            let n = (usize::from(u16::from_be_bytes([rest[0], rest[1]]))).min(rest.len() - 2);
+            chunks.push_back(&rest[2..2 + n]);
+            rest = &rest[2 + n..];
+        }
+        FuzzStream { chunks, written: 0 }
+    }
+
+    pub(crate) fn drained(&self) -> bool {
+        self.chunks.is_empty()
+    }
 }
 
 impl Read for FuzzStream<'_> {
@@ -300,15 +318,8 @@ impl Write for FuzzStream<'_> {
 /// plaintext bytes the session produced (a handshake cannot finish without the server's own
 /// randomness, so for fuzzed input this is almost always 0). Must never panic or spin.
 pub fn fuzz_records(config: &Arc<ServerConfig>, data: &[u8]) -> usize {
-    let mut chunks = std::collections::VecDeque::new();
-    let mut rest = data;
-    while rest.len() >= 2 {
-        let n = (usize::from(u16::from_be_bytes([rest[0], rest[1]]))).min(rest.len() - 2);
-        chunks.push_back(&rest[2..2 + n]);
-        rest = &rest[2 + n..];
-    }
     let Ok(mut t) = Transport::tls(config) else { return 0 };
-    let mut stream = FuzzStream { chunks, written: 0 };
+    let mut stream = FuzzStream::of(data);
     let mut buf = [0u8; 4096];
     let mut plaintext = 0;
     // Each read consumes input or ends: bounded by the input length.

@@ -143,7 +143,7 @@ pub struct Watched {
     pub start: i64,
 }
 
-fn frame<R: Request + Encodable>(req: &R, version: i16, correlation: i32) -> Vec<u8> {
+pub(crate) fn frame<R: Request + Encodable>(req: &R, version: i16, correlation: i32) -> Vec<u8> {
     let header = RequestHeader::default()
         .with_request_api_key(R::KEY)
         .with_request_api_version(version)
@@ -159,7 +159,7 @@ fn frame<R: Request + Encodable>(req: &R, version: i16, correlation: i32) -> Vec
 }
 
 /// Decodes a response frame (without its size prefix) to the request `corr` asked.
-fn decode<Resp: HeaderVersion + Decodable>(
+pub(crate) fn decode<Resp: HeaderVersion + Decodable>(
     mut body: Bytes,
     version: i16,
     corr: i32,
@@ -202,6 +202,11 @@ impl Watcher {
         } else {
             WATCH_WAIT_MS
         }
+    }
+
+    /// How long the broker may hold the next watch Fetch.
+    pub fn hold(&self) -> Duration {
+        Duration::from_millis(self.watch_wait_ms() as u64)
     }
 
     /// True while the watch is running: marks are being kept up to date.

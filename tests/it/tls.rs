@@ -50,6 +50,7 @@ impl Pki {
         let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         client_params.distinguished_name.push(rcgen::DnType::CommonName, "alice");
         let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+        std::fs::write(dir.path().join("client.pem"), client_key.serialize_pem() + &client_cert.pem()).unwrap();
         Pki {
             ca: ca_cert.der().clone(),
             client_chain: vec![client_cert.der().clone()],
@@ -346,4 +347,129 @@ fn bad_input_on_a_tls_port_costs_only_its_connection() {
     let failures = metric(&m, "logferry_tls_handshake_failures_total");
     assert_eq!(failures, 1003);
     assert_eq!(good.call(3, &ApiVersionsRequest::default()).error_code, 0, "the idle session is not a handshake");
+}
+
+/// Polls `f` until it holds (10 s at most).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The upstream connection over SASL_SSL and over SSL with a client certificate: one logferry
+/// (a SASL_SSL listener whose sessions last 1.5 s, KIP-368; an SSL listener that requires
+/// client certificates) is the upstream of another, which logs in with `--upstream-config`
+/// properties as the Kafka tools write them, keeps its watch through several re-logins, and
+/// refuses to start with a wrong password or an untrusted broker.
+#[test]
+fn the_upstream_connection_logs_in_over_tls_and_again_before_its_session_ends() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let broker = dir.join("upstream.properties");
+    std::fs::write(
+        &broker,
+        "log.dirs=/nonexistent\n\
+         listeners=SASL_SSL://127.0.0.1:9093,SSL://127.0.0.1:9094\n\
+         sasl.enabled.mechanisms=PLAIN\n\
+         listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
+         required user_ferry=\"ferry-secret\";\n\
+         connections.max.reauth.ms=1500\n",
+    )
+    .unwrap();
+    let (um, ca) = (metrics_addr(), pki.path("ca.pem"));
+    let flags = pki.flags();
+    let upstream = serve(&args(
+        &flags,
+        &[
+            "--broker-config",
+            broker.to_str().unwrap(),
+            "--listen",
+            "SASL_SSL://127.0.0.1:0",
+            "--listen",
+            "SSL://127.0.0.1:0",
+            "--tls-client-ca",
+            &ca,
+            "--tls-client-auth",
+            "required",
+            "--metrics-listen",
+            &um,
+        ],
+    ));
+    let props = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&p).unwrap().permissions(), 0o600);
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        p.display().to_string()
+    };
+    // The SSL listener's --tls-client-auth applies to SASL_SSL too: a client certificate on both.
+    let client = pki.path("client.pem");
+    let sasl_ssl = |password: &str| {
+        props(
+            &format!("sasl-{password}.properties"),
+            format!(
+                "security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\nssl.truststore.type=PEM\n\
+                 ssl.truststore.location={ca}\nssl.keystore.type=PEM\nssl.keystore.location={client}\n\
+                 sasl.jaas.config=org.apache.kafka.common.security.plain.\
+                 PlainLoginModule required username=\"ferry\" password=\"{password}\";\n"
+            ),
+        )
+    };
+    let host = |protocol: &str| format!("localhost:{}", upstream.addr_of(protocol).port());
+
+    // SASL_SSL: logged in, watching, and still watching after several 1.5 s sessions.
+    let dm = metrics_addr();
+    let good = sasl_ssl("ferry-secret");
+    let up = host("SASL_SSL");
+    let _down = serve(&["--upstream", &up, "--upstream-config", &good, "--metrics-listen", &dm]);
+    eventually("the watch over SASL_SSL", || metric(&dm, "logferry_upstream_connected") == 1);
+    let logins = metric(&um, "logferry_sasl_authentications_total");
+    std::thread::sleep(Duration::from_millis(4000));
+    assert!(
+        metric(&um, "logferry_sasl_authentications_total") >= logins + 2,
+        "no re-login within two session lifetimes"
+    );
+    assert_eq!(metric(&dm, "logferry_upstream_connected"), 1);
+    assert_eq!(metric(&dm, "logferry_upstream_reconnects_total"), 0, "a session ran out: the broker closed it");
+    assert!(metric(&dm, "logferry_upstream_responses_total") > 5);
+
+    // SSL with a client certificate (PEM keystore).
+    let ssl = props(
+        "ssl.properties",
+        format!(
+            "security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={ca}\n\
+             ssl.keystore.type=PEM\nssl.keystore.location={client}\n"
+        ),
+    );
+    let sm = metrics_addr();
+    let up_ssl = host("SSL");
+    let _cert = serve(&["--upstream", &up_ssl, "--upstream-config", &ssl, "--metrics-listen", &sm]);
+    eventually("the watch over SSL", || metric(&sm, "logferry_upstream_connected") == 1);
+
+    // A wrong password, a CA that did not sign the broker's certificate: each a refusal at
+    // start that says why.
+    let other_ca = Pki::new();
+    let untrusted = props(
+        "untrusted.properties",
+        format!(
+            "security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={}\n",
+            other_ca.path("ca.pem")
+        ),
+    );
+    for (addr, config, want) in [
+        (up.as_str(), sasl_ssl("wrong"), "login as ferry refused"),
+        (up_ssl.as_str(), untrusted, "invalid peer certificate"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_logferry"))
+            .args(["serve", "--log-dir", upstream.logdir().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(["--state-dir", dir.join("state-refused").to_str().unwrap()])
+            .args(["--upstream", addr, "--upstream-config", &config])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{want}: started anyway: {err}");
+        assert!(err.contains(want), "{want}: {err}");
+    }
 }
