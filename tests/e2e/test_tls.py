@@ -220,3 +220,66 @@ def test_a_jks_keystore_is_refused_with_the_conversion_command(tls_cluster, tmp_
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert "JKS" in r.stderr and "keytool -importkeystore" in r.stderr, r.stderr
+
+
+def upstream_ferry(b, pki, tmp_path, password):
+    """A logferry whose upstream connection logs in to the broker's SASL_SSL listener as
+    `ferry` with SCRAM-SHA-512, from a client properties file (--upstream-config)."""
+    conf = tmp_path / f"upstream-{password}.properties"
+    conf.write_text(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="ferry" password="{password}";\n'
+        f"ssl.truststore.type=PKCS12\nssl.truststore.location={pki['truststore']}\nssl.truststore.password=ts-secret\n")
+    os.chmod(conf, 0o600)
+    return ["--upstream", f"localhost:{b.sasl_ssl_port}", "--upstream-config", str(conf)]
+
+
+def test_the_upstream_connection_logs_in_over_sasl_ssl(tls_cluster, tmp_path):
+    """logferry's own connection to the broker (the high watermark watch, the relayed group
+    APIs) over SASL_SSL as a SCRAM user with only the ACLs it needs; a wrong password is refused
+    at start with the broker's answer."""
+    b, f, pki = tls_cluster
+    scram_user(b, "ferry", "ferry-secret", ["SCRAM-SHA-512"])
+    acl(b, "--add", "--allow-principal", "User:ferry", "--operation", "Read", "--topic", "*")
+    acl(b, "--add", "--allow-principal", "User:ferry", "--operation", "Read", "--group", "*")
+    acl(b, "--add", "--allow-principal", "User:ferry", "--operation", "Describe", "--cluster")
+    r = subprocess.run([BIN, "serve", "--log-dir", b.log_dir, "--listen", "127.0.0.1:0", "--state-dir",
+                        str(tmp_path / "state-wrong"), *upstream_ferry(b, pki, tmp_path, "wrong")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, r.stderr[-2000:]
+    assert "SCRAM-SHA-512 login as ferry refused" in r.stderr, r.stderr[-2000:]
+
+    port = broker.free_port()
+    g = Ferry([b.log_dir], extra=[*upstream_ferry(b, pki, tmp_path, "ferry-secret"),
+                                  "--metrics-listen", f"127.0.0.1:{port}"])
+    g.metrics = f"127.0.0.1:{port}"
+    try:
+        assert any("visibility upstream" in l for l in g.log), g.log[-5:]
+        wait_for(lambda: metric(g, "upstream_connected") == 1, 30, "the watch over SASL_SSL",
+                 lambda: "\n".join(g.log[-10:]))
+        clients.produce(b.bootstrap, "plain", "up-tls", 60, seed=11)
+        want = clients.end_offsets(b.bootstrap, "up-tls")
+        wait_for(lambda: clients.end_offsets(g.bootstrap, "up-tls") == want, 30, "logferry's end offsets")
+        before = metric(g, "upstream_responses")
+        wait_for(lambda: metric(g, "upstream_responses") > before + 2, 10, "the watch to keep answering")
+        assert metric(g, "upstream_reconnects") == 0, g.log[-10:]
+        # The group APIs are relayed as ferry: the commit lands in the broker's __consumer_offsets.
+        import kafka
+        c = kafka.KafkaConsumer("up-tls", bootstrap_servers=g.bootstrap, group_id="g-up-tls",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                consumer_timeout_ms=15000, request_timeout_ms=30000)
+        try:
+            got = 0
+            for _ in c:
+                got += 1
+                if got == 60:
+                    break
+            assert got == 60
+            c.commit()
+        finally:
+            c.close()
+        from test_upstream import committed
+        assert sum(committed(b.bootstrap, "g-up-tls", "up-tls").values()) == 60
+    finally:
+        g.stop()
