@@ -402,6 +402,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         partitions_per_request_max: args.partitions_per_request_max,
         groups_upstream,
         upstream_api_ranges: Vec::new(),
+        broker_properties: std::sync::Arc::new(broker.props.clone()),
         fleet: crate::cluster::fleet::FleetConfig {
             peers,
             peer_port: args.peer_port,

@@ -22,6 +22,7 @@
 //! does). Write APIs get a log line saying logferry is read-only.
 
 pub mod api_versions;
+pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
@@ -104,6 +105,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
@@ -243,6 +245,9 @@ pub struct ServeConfig {
     pub upstream_api_ranges: Vec<(i16, i16, i16)>,
     /// Where the other instances of the fleet listen (used when a metadata log is followed).
     pub fleet: crate::cluster::fleet::FleetConfig,
+    /// The broker's `server.properties` (`--broker-config`; empty without): static configs for
+    /// DescribeConfigs.
+    pub broker_properties: std::sync::Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// The versions of `key` this server accepts and advertises: its own, narrowed for a relayed
@@ -671,6 +676,10 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
             Ok(req) => describe_groups::handle(&meta, &req, ctx),
             Err(e) => Outcome::Close(e),
         },
+        ApiKey::DescribeConfigs => match decode_body(&mut buf, &meta) {
+            Ok(req) => describe_configs::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
         // Reached only outside a SASL exchange (the session answers those first): a PLAINTEXT
         // or SSL listener, or a SASL connection already authenticated without re-authentication.
         ApiKey::SaslHandshake => match decode_body(&mut buf, &meta) {
@@ -777,6 +786,7 @@ mod tests {
             partitions_per_request_max: 10,
             groups_upstream: true,
             upstream_api_ranges: vec![(ApiKey::JoinGroup as i16, 2, 9), (ApiKey::OffsetCommit as i16, 10, 12)],
+            broker_properties: Default::default(),
             fleet: Default::default(),
         };
         // Relayed APIs in the versions both sides speak; an API the broker lacks is not offered.

@@ -37,6 +37,7 @@ fn request_corpus_and_regressions() {
         partitions_per_request_max: 1000,
         groups_upstream: false,
         upstream_api_ranges: Vec::new(),
+        broker_properties: Default::default(),
         fleet: Default::default(),
     };
     let state = tempfile::tempdir().unwrap();

@@ -276,7 +276,8 @@ fn api_versions_every_version_and_the_unknown_one() {
         }
         // SaslHandshake and SaslAuthenticate, listed on every listener as the broker lists them.
         assert!(keys.contains(&(17, 0, 1)) && keys.contains(&(36, 0, 2)), "v{v} {keys:?}");
-        assert_eq!(keys.len(), 17, "nothing else is advertised");
+        assert!(keys.contains(&(32, 1, 4)), "DescribeConfigs");
+        assert_eq!(keys.len(), 18, "nothing else is advertised");
     }
     // On a PLAINTEXT listener a SASL exchange is out of place: ILLEGAL_SASL_STATE, as the broker.
     let h = c.call(1, &kafka_protocol::messages::SaslHandshakeRequest::default());
@@ -290,7 +291,7 @@ fn api_versions_every_version_and_the_unknown_one() {
     let _ = ResponseHeader::decode(&mut body, 0).unwrap();
     let r = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(r.error_code, 35);
-    assert_eq!(r.api_keys.len(), 17);
+    assert_eq!(r.api_keys.len(), 18);
 }
 
 #[test]
@@ -835,4 +836,42 @@ fn a_fleet_instance_presents_the_cluster_of_its_metadata_log() {
     // Groups: no __consumer_offsets in this cluster yet: the lowest shown node coordinates.
     let fc = c.call(3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")));
     assert_eq!((fc.error_code, fc.node_id.0), (0, 2));
+}
+
+#[test]
+fn describe_configs_without_a_broker_answers_kafkas_defaults_and_its_errors() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    let resource = |kind: i8, name: &str| {
+        DescribeConfigsResource::default()
+            .with_resource_type(kind)
+            .with_resource_name(kafka_protocol::protocol::StrBytes::from_string(name.into()))
+    };
+    for v in 1..=4 {
+        let req = DescribeConfigsRequest::default().with_include_synonyms(true).with_resources(vec![
+            resource(2, "plain"),
+            resource(2, "no-such-topic"),
+            resource(2, "bad name"),
+            resource(4, "77"),
+            resource(4, "1"),
+            resource(99, "x"),
+        ]);
+        let r: DescribeConfigsResponse = c.call(v, &req);
+        let codes: Vec<i16> = r.results.iter().map(|x| x.error_code).collect();
+        assert_eq!(codes, vec![0, 3, 17, 42, 0, 42], "v{v}");
+        let topic = &r.results[0].configs;
+        assert_eq!(topic.len(), 37, "v{v}");
+        let retention = topic.iter().find(|e| e.name.as_str() == "retention.ms").unwrap();
+        assert_eq!(retention.value.as_ref().map(|v| v.as_str()), Some("604800000"));
+        assert_eq!(retention.config_source, 5, "no broker config: Kafka's default");
+        assert!(topic.iter().all(|e| !e.read_only && !e.is_sensitive));
+        // Only the keys asked for.
+        let one = DescribeConfigsRequest::default().with_resources(vec![resource(2, "plain").with_configuration_keys(
+            Some(vec![kafka_protocol::protocol::StrBytes::from_static_str("segment.bytes")]),
+        )]);
+        let r: DescribeConfigsResponse = c.call(v, &one);
+        assert_eq!(r.results[0].configs.len(), 1);
+        assert!(r.results[0].configs[0].synonyms.is_empty(), "synonyms only when asked");
+    }
 }
