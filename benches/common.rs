@@ -229,14 +229,8 @@ fn tls_client(tcp: TcpStream) -> rustls::StreamOwned<rustls::ClientConnection, T
 /// and SaslAuthenticate v2 (PLAIN as [`SASL_USER_LINE`]), as a Java client does.
 pub fn connect(addr: &str) -> Box<dyn Stream> {
     use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
-    let (protocol, hostport) = addr.split_once("://").unwrap_or(("PLAINTEXT", addr));
-    let tcp = TcpStream::connect(hostport).unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let mut s: Box<dyn Stream> = match protocol {
-        "SSL" | "SASL_SSL" => Box::new(tls_client(tcp)),
-        _ => Box::new(tcp),
-    };
-    if protocol.starts_with("SASL_") {
+    let mut s = connect_raw(addr);
+    if addr.starts_with("SASL_") {
         let mut buf = Vec::new();
         let hs = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
         s.write_all(&request_frame(17, 1, 1, 1, &hs)).unwrap();
@@ -251,6 +245,18 @@ pub fn connect(addr: &str) -> Box<dyn Stream> {
         assert_eq!(&buf[5..7.min(n)], &[0, 0], "SaslAuthenticate refused");
     }
     s
+}
+
+/// The connection of [`connect`] before any SASL exchange: TCP, with TLS on `SSL://` and
+/// `SASL_SSL://`.
+pub fn connect_raw(addr: &str) -> Box<dyn Stream> {
+    let (protocol, hostport) = addr.split_once("://").unwrap_or(("PLAINTEXT", addr));
+    let tcp = TcpStream::connect(hostport).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    match protocol {
+        "SSL" | "SASL_SSL" => Box::new(tls_client(tcp)),
+        _ => Box::new(tcp),
+    }
 }
 
 /// A consumer: sequential Fetch v12 from offset 0 to `end`, record bytes discarded.
