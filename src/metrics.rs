@@ -32,6 +32,9 @@ pub struct Metrics {
     pub fetch_wait_seconds: Histogram,
     pub fetch_send_seconds: Histogram,
     pub parked_fetches: Gauge,
+    pub fetch_sessions: Gauge,
+    pub fetch_session_evictions: Counter,
+    pub fetch_sessions_opened: Counter,
     pub connections: Gauge,
     pub connections_accepted: Counter,
     pub file_shrunk: Counter,
@@ -82,6 +85,9 @@ impl Metrics {
             fetch_wait_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             fetch_send_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 18)),
             parked_fetches: Gauge::default(),
+            fetch_sessions: Gauge::default(),
+            fetch_session_evictions: Counter::default(),
+            fetch_sessions_opened: Counter::default(),
             connections: Gauge::default(),
             connections_accepted: Counter::default(),
             file_shrunk: Counter::default(),
@@ -159,6 +165,17 @@ impl Metrics {
             m.fetch_send_seconds.clone(),
         );
         registry.register("parked_fetches", "Fetches waiting for data", m.parked_fetches.clone());
+        registry.register(
+            "fetch_sessions",
+            "Incremental fetch sessions in the cache (KIP-227)",
+            m.fetch_sessions.clone(),
+        );
+        registry.register(
+            "fetch_session_evictions",
+            "Fetch sessions evicted to make room for a new one",
+            m.fetch_session_evictions.clone(),
+        );
+        registry.register("fetch_sessions_opened", "Fetch sessions opened", m.fetch_sessions_opened.clone());
         registry.register("connections", "Open client connections", m.connections.clone());
         registry.register("connections_accepted", "Client connections accepted", m.connections_accepted.clone());
         registry.register(

@@ -35,6 +35,7 @@ complete -c logferry -n '__fish_seen_subcommand_from serve' -l buffered-request-
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l response-bytes-max -x -d 'largest Fetch response, in bytes'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l fetch-wait-ms-max -x -d 'longest a Fetch may wait for data, in milliseconds'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l partitions-per-request-max -x -d 'most partitions in one request'
+complete -c logferry -n '__fish_seen_subcommand_from serve' -l fetch-sessions-max -x -d 'incremental fetch sessions kept'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l idle-timeout-ms -x -d 'close connections idle this long, in milliseconds'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l segments-open-max -x -d 'most .log files kept open by the log model'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l rescan-ms -x -d 'period of the full rescan behind inotify, in milliseconds'

@@ -11,12 +11,14 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use logferry::groups::{GroupConfig, Groups, OffsetLimits, Waiter};
 use logferry::log::LogView;
+use logferry::protocol::fetch_session::FetchSessions;
 use logferry::protocol::{check_frame, handle_request, Context, Origin, ServeConfig, Visibility};
 
 #[global_allocator]
 static ALLOC: logferry::alloc::GuardedAlloc = logferry::alloc::GuardedAlloc;
 
 thread_local! {
+    static SESSIONS: RefCell<FetchSessions> = RefCell::new(FetchSessions::new(16, 1000, 1));
     static STATE: tempfile::TempDir = tempfile::tempdir().expect("state dir");
     static GROUPS: RefCell<Groups> = RefCell::new(STATE.with(|d| {
         Groups::open(d.path(), GroupConfig::default(), OffsetLimits::default(), Instant::now()).expect("offsets store")
@@ -51,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
         GROUPS.with(|g| {
             let mut view = v.borrow_mut();
             let mut groups = g.borrow_mut();
+            let mut sessions = SESSIONS.with(|s| std::mem::replace(&mut *s.borrow_mut(), FetchSessions::new(0, 0, 1)));
             let mut ctx = Context {
                 view: &mut view,
                 config: &config,
@@ -58,8 +61,11 @@ fuzz_target!(|data: &[u8]| {
                 origin: Origin { waiter: Waiter { conn: 0, serial: 1 }, client_host: "/127.0.0.1".into() },
                 errors: Vec::new(),
                 auth: None,
+                sessions: &mut sessions,
             };
             let _ = handle_request(Bytes::copy_from_slice(data), &mut ctx, Instant::now());
+            // Sessions live on across inputs (ids from a fixed seed), as across requests.
+            SESSIONS.with(|s| *s.borrow_mut() = sessions);
             // Keep the store from growing without bound across millions of inputs.
             let _ = groups.store.sync();
             groups.coordinator.tick(Instant::now());

@@ -7,6 +7,11 @@
 
 use libfuzzer_sys::fuzz_target;
 
+// The binary's allocator: huge array capacities claimed on the wire are reserved lazily (see
+// `logferry::alloc`), as in production.
+#[global_allocator]
+static ALLOC: logferry::alloc::GuardedAlloc = logferry::alloc::GuardedAlloc;
+
 fuzz_target!(|data: &[u8]| {
     logferry::server::upstream_conn::fuzz_login(data);
 });

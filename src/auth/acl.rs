@@ -48,6 +48,7 @@ pub enum Operation {
     ClusterAction = 9,
     DescribeConfigs = 10,
     AlterConfigs = 11,
+    IdempotentWrite = 12,
 }
 
 const PATTERN_LITERAL: i8 = 3;

@@ -179,6 +179,11 @@ pub struct ServeArgs {
     #[argh(option, default = "20_000")]
     pub partitions_per_request_max: usize,
 
+    /// incremental fetch sessions kept (KIP-227), as the broker's
+    /// max.incremental.fetch.session.cache.slots; 0 hands out none (default 1000)
+    #[argh(option, default = "crate::protocol::fetch_session::SESSION_CACHE_SLOTS_DEFAULT")]
+    pub fetch_sessions_max: usize,
+
     /// close connections idle this long, in milliseconds (default 600000)
     #[argh(option, default = "600_000")]
     pub idle_timeout_ms: u64,

@@ -158,7 +158,15 @@ mod tests {
     }
 
     fn part(leader: i32) -> PartitionState {
-        PartitionState { replicas: vec![leader, 3], isr: vec![leader], leader, leader_epoch: 4, partition_epoch: 9 }
+        PartitionState {
+            replicas: vec![leader, 3],
+            isr: vec![leader],
+            leader,
+            leader_epoch: 4,
+            partition_epoch: 9,
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
+        }
     }
 
     #[test]

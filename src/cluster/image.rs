@@ -34,6 +34,9 @@ pub struct PartitionState {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// KIP-966 eligible leader replicas and the last known ones (empty without ELR).
+    pub elr: Vec<i32>,
+    pub last_known_elr: Vec<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +163,16 @@ impl Image {
                 Some(old) => self.acl_index.remove(&old),
                 None => return false,
             },
+            M::ClearElr { topic_name } => {
+                // Only the lists are emptied: no answer logferry gives shows a partition epoch,
+                // and a leader epoch does not change for it.
+                for t in self.topics.values_mut().filter(|t| topic_name.is_empty() || t.name == topic_name) {
+                    for p in t.partitions.values_mut() {
+                        p.elr.clear();
+                        p.last_known_elr.clear();
+                    }
+                }
+            }
             M::FeatureLevel { name, level } => {
                 if level == 0 {
                     self.features.remove(&name);
@@ -183,6 +196,8 @@ impl Image {
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
                 partition_epoch: p.partition_epoch,
+                elr: p.elr,
+                last_known_elr: p.last_known_elr,
             },
         );
         true
@@ -197,6 +212,12 @@ impl Image {
         }
         if let Some(replicas) = c.replicas {
             p.replicas = replicas;
+        }
+        if let Some(elr) = c.elr {
+            p.elr = elr;
+        }
+        if let Some(last_known_elr) = c.last_known_elr {
+            p.last_known_elr = last_known_elr;
         }
         if c.leader != NO_LEADER_CHANGE {
             p.leader = c.leader;
@@ -234,26 +255,31 @@ mod tests {
             leader: 1,
             leader_epoch: 0,
             partition_epoch: 0,
+            elr: vec![2],
+            last_known_elr: Vec::new(),
         })));
         let change = |leader| {
             MetadataRecord::PartitionChange(PartitionChange {
                 partition_id: 0,
                 topic_id: id,
-                isr: None,
                 leader,
-                replicas: None,
+                ..Default::default()
             })
         };
         assert!(img.apply(change(1)));
         assert!(img.apply(change(NO_LEADER_CHANGE)));
         let p = img.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 1, 2));
+        assert_eq!(p.elr, vec![2], "a change without ELR tags keeps the ELR");
+        assert!(img.apply(MetadataRecord::ClearElr { topic_name: "other".into() }));
+        assert_eq!(img.partition("t", 0).unwrap().elr, vec![2]);
+        assert!(img.apply(MetadataRecord::ClearElr { topic_name: String::new() }));
+        assert!(img.partition("t", 0).unwrap().elr.is_empty(), "\"\" clears every topic's ELR");
         assert!(!img.apply(MetadataRecord::PartitionChange(PartitionChange {
             partition_id: 5,
             topic_id: id,
-            isr: None,
             leader: 2,
-            replicas: None,
+            ..Default::default()
         })));
         assert_eq!(img.inconsistent, 1);
         assert!(img.apply(MetadataRecord::RemoveTopic { topic_id: id }));

@@ -113,7 +113,11 @@ pub enum MetadataRecord {
     BeginTransaction,
     EndTransaction,
     AbortTransaction,
-    /// NoOp, ProducerIds, ZkMigrationState, controller registrations, ELR clears, quotas,
+    /// ClearElrRecord (28): the ELRs of one topic (by name), or of all for "".
+    ClearElr {
+        topic_name: String,
+    },
+    /// NoOp, ProducerIds, ZkMigrationState, controller registrations, quotas,
     /// delegation tokens: known, and of no use to a read replica.
     Ignored(u16),
     /// A record type or version this build does not know.
@@ -133,10 +137,14 @@ pub struct PartitionRecord {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// KIP-966 (v2+, tags 1 and 2): replicas that may lead though out of the ISR, and the last
+    /// ones known; absent (ELR disabled) reads as empty, as the broker's registration has it.
+    pub elr: Vec<i32>,
+    pub last_known_elr: Vec<i32>,
 }
 
 /// PartitionChangeRecord (5): a delta; `None` (and leader −2) means unchanged.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PartitionChange {
     pub partition_id: i32,
     pub topic_id: Uuid,
@@ -144,6 +152,9 @@ pub struct PartitionChange {
     /// −2 no change, −1 no leader, else the new leader.
     pub leader: i32,
     pub replicas: Option<Vec<i32>>,
+    /// Tags 6 and 7 (v2+).
+    pub elr: Option<Vec<i32>>,
+    pub last_known_elr: Option<Vec<i32>>,
 }
 
 /// `PartitionChangeRecord.Leader` default: the leader did not change.
@@ -305,7 +316,8 @@ fn known_version(api_key: u64) -> Option<u64> {
         3 | 5 => 2,
         17 => 3,
         1 | 2 | 4 | 7 | 8 | 9 | 11 | 12 | 18 | 19 | 22 | 23 | 24 | 25 => 0,
-        10 | 14 | 15 | 20 | 21 | 26 | 27 | 28 | 29 => u64::MAX,
+        28 => 0,
+        10 | 14 | 15 | 20 | 21 | 26 | 27 | 29 => u64::MAX,
         _ => return None,
     })
 }
@@ -391,7 +403,15 @@ fn body(r: &mut Reader<'_>, api_key: u64, version: u64) -> Result<MetadataRecord
             if version >= 1 {
                 r.uuids("Directories")?;
             }
-            r.skip_tagged()?;
+            let (mut elr, mut last_known_elr) = (Vec::new(), Vec::new());
+            r.tagged(|tag, t| {
+                match tag {
+                    1 => elr = t.nullable_i32s("EligibleLeaderReplicas")?.unwrap_or_default(),
+                    2 => last_known_elr = t.nullable_i32s("LastKnownElr")?.unwrap_or_default(),
+                    _ => {}
+                }
+                Ok(())
+            })?;
             M::Partition(PartitionRecord {
                 partition_id,
                 topic_id,
@@ -400,6 +420,8 @@ fn body(r: &mut Reader<'_>, api_key: u64, version: u64) -> Result<MetadataRecord
                 leader,
                 leader_epoch,
                 partition_epoch,
+                elr,
+                last_known_elr,
             })
         }
         4 => {
@@ -413,12 +435,14 @@ fn body(r: &mut Reader<'_>, api_key: u64, version: u64) -> Result<MetadataRecord
         5 => {
             let partition_id = r.i32("PartitionId")?;
             let topic_id = r.uuid("TopicId")?;
-            let mut c = PartitionChange { partition_id, topic_id, isr: None, leader: NO_LEADER_CHANGE, replicas: None };
+            let mut c = PartitionChange { partition_id, topic_id, leader: NO_LEADER_CHANGE, ..Default::default() };
             r.tagged(|tag, t| {
                 match tag {
                     0 => c.isr = t.nullable_i32s("Isr")?,
                     1 => c.leader = t.i32("Leader")?,
                     2 => c.replicas = t.nullable_i32s("Replicas")?,
+                    6 => c.elr = t.nullable_i32s("EligibleLeaderReplicas")?,
+                    7 => c.last_known_elr = t.nullable_i32s("LastKnownElr")?,
                     _ => {}
                 }
                 Ok(())
@@ -506,6 +530,11 @@ fn body(r: &mut Reader<'_>, api_key: u64, version: u64) -> Result<MetadataRecord
                 24 => M::EndTransaction,
                 _ => M::AbortTransaction,
             }
+        }
+        28 => {
+            let topic_name = r.string("TopicName")?;
+            r.skip_tagged()?;
+            M::ClearElr { topic_name }
         }
         other => M::Ignored(other as u16),
     })

@@ -430,7 +430,7 @@ fn plain_entry(name: &str, value: &str, source: i8, read_only: bool) -> Describe
 }
 
 /// Topic names Kafka accepts (`Topic.validate`).
-fn valid_topic(name: &str) -> bool {
+pub fn valid_topic(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 249
         && name != "."

@@ -4,8 +4,9 @@
 //! check, the batch containing the fetch offset, one segment per partition, the HW/LSO bound,
 //! KIP-74 limits both ways, aborted transactions for `read_committed`), long polling (a fetch with
 //! fewer than `min_bytes` available parks until data arrives or its wait expires), and the
-//! response framing. Fetch sessions (KIP-227) are declined: every response has SessionId 0 and
-//! lists every requested partition, which the Java client accepts as "sessionless".
+//! response framing. Incremental fetch sessions (KIP-227) are kept by [`super::fetch_session`]:
+//! an incremental request is planned over its session's partitions and answered with those that
+//! have news.
 //!
 //! Records are never copied or decoded: each partition's record bytes are a file range in the
 //! [`WritePlan`], sent with `sendfile`. Before a range is planned, every batch in it is checked
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::FetchRequest;
 
+use super::fetch_session::{Mode, Shown};
 use super::{epoch_error, error_code, metadata, Context, Outcome, RequestMeta};
 use crate::log::meta::Uuid;
 use crate::log::TopicPartition;
@@ -45,10 +47,10 @@ use crate::send::WritePlan;
 #[derive(Debug)]
 pub struct Parked {
     pub meta: RequestMeta,
+    /// The request (an incremental one is planned over its session's partitions).
     pub req: FetchRequest,
+    pub mode: Mode,
     pub deadline: Instant,
-    /// Bytes that were available when it parked (it wakes when more than `min_bytes` are).
-    pub partitions: Vec<TopicPartition>,
 }
 
 /// One partition's answer.
@@ -102,6 +104,10 @@ pub struct TopicAnswer {
 #[derive(Debug, Clone, Default)]
 pub struct FetchAnswer {
     pub error_code: i16,
+    /// KIP-227: the session this answer belongs to (0: none).
+    pub session_id: i32,
+    /// False for an idle incremental poll answered without planning (nothing can be new).
+    pub planned: bool,
     pub topics: Vec<TopicAnswer>,
     pub bytes: u64,
     /// Some partition had an error: answer now, do not park.
@@ -119,7 +125,20 @@ pub fn handle(meta: RequestMeta, req: FetchRequest, ctx: &mut Context<'_>, now: 
     if req.replica_id.0 >= 0 || (meta.api_version >= 15 && req.replica_state.replica_id.0 >= 0) {
         return Outcome::Close("Fetch from a follower replica: logferry serves consumers only".into());
     }
-    let answer = plan(&meta, &req, ctx);
+    let mode = match ctx.sessions.begin(meta.api_version, &req, now) {
+        Ok(m) => m,
+        Err(Some(code)) => {
+            ctx.errors.push(code);
+            let answer = FetchAnswer { error_code: code, any_error: true, ..Default::default() };
+            return Outcome::Respond(encode(&meta, &answer));
+        }
+        Err(None) => return Outcome::Close("a fetch session above partitions_per_request_max".into()),
+    };
+    let count: usize = match mode {
+        Mode::Incremental(id) => ctx.sessions.get(id).map_or(0, |s| s.partitions.len()),
+        _ => req.topics.iter().map(|t| t.partitions.len()).sum(),
+    };
+    let answer = plan_unless_quiet(&meta, &req, &mode, ctx);
     let wait_ms = u64::try_from(req.max_wait_ms).unwrap_or(0).min(ctx.config.fetch_wait_ms_max);
     if answer.any_error
         || answer.answer_now
@@ -127,17 +146,76 @@ pub fn handle(meta: RequestMeta, req: FetchRequest, ctx: &mut Context<'_>, now: 
         || count == 0
         || answer.bytes >= u64::try_from(req.min_bytes.max(0)).unwrap_or(0)
     {
-        return Outcome::Respond(encode(&meta, &answer));
+        return Outcome::Respond(finish(&meta, &req, &mode, answer, ctx, now));
     }
-    let partitions = requested_partitions(&req, ctx);
-    Outcome::Park(Box::new(Parked { meta, req, deadline: now + Duration::from_millis(wait_ms), partitions }))
+    Outcome::Park(Box::new(Parked { meta, req, mode, deadline: now + Duration::from_millis(wait_ms) }))
 }
 
 /// Re-plans a parked fetch: `Some` when it should be answered now (enough data, or its time is up).
 pub fn retry(parked: &Parked, ctx: &mut Context<'_>, now: Instant) -> Option<WritePlan> {
-    let answer = plan(&parked.meta, &parked.req, ctx);
+    let answer = plan_unless_quiet(&parked.meta, &parked.req, &parked.mode, ctx);
     let enough = answer.bytes >= u64::try_from(parked.req.min_bytes.max(0)).unwrap_or(0);
-    (enough || answer.any_error || answer.answer_now || now >= parked.deadline).then(|| encode(&parked.meta, &answer))
+    (enough || answer.any_error || answer.answer_now || now >= parked.deadline)
+        .then(|| finish(&parked.meta, &parked.req, &parked.mode, answer, ctx, now))
+}
+
+/// [`plan`], except for an incremental fetch whose session is quiet at the current view
+/// ([`super::fetch_session::FetchSessions::is_quiet`]): planning it would show what its last
+/// answer showed, so it answers nothing new without reading a partition (`planned` false).
+fn plan_unless_quiet(meta: &RequestMeta, req: &FetchRequest, mode: &Mode, ctx: &mut Context<'_>) -> FetchAnswer {
+    match *mode {
+        Mode::Incremental(id) if ctx.sessions.is_quiet(id) => FetchAnswer { planned: false, ..Default::default() },
+        Mode::Incremental(id) => match ctx.sessions.request_of(id, req) {
+            Some(session) => plan(meta, &session, ctx),
+            // Closed under a parked fetch (by a FINAL or INITIAL request elsewhere).
+            None => FetchAnswer {
+                error_code: super::fetch_session::FETCH_SESSION_ID_NOT_FOUND,
+                any_error: true,
+                ..Default::default()
+            },
+        },
+        _ => plan(meta, req, ctx),
+    }
+}
+
+/// The answer as sent: a full one opens its session; an incremental one keeps only the
+/// partitions with news and updates its session ([`super::fetch_session`]).
+fn finish(
+    meta: &RequestMeta,
+    req: &FetchRequest,
+    mode: &Mode,
+    mut answer: FetchAnswer,
+    ctx: &mut Context<'_>,
+    now: Instant,
+) -> WritePlan {
+    let shown: Vec<Shown> = answer
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| Shown {
+            error_code: p.error_code,
+            high_watermark: p.high_watermark,
+            last_stable_offset: p.last_stable_offset,
+            log_start_offset: p.log_start_offset,
+            record_bytes: p.record_bytes(),
+            preferred_read_replica: p.preferred_read_replica,
+        })
+        .collect();
+    match *mode {
+        Mode::Sessionless => {}
+        Mode::Open => answer.session_id = ctx.sessions.open(meta.api_version, req, &shown, now),
+        Mode::Incremental(id) if !answer.planned => answer.session_id = if answer.error_code == 0 { id } else { 0 },
+        Mode::Incremental(id) => {
+            let quiet = answer.bytes == 0 && !answer.any_error && !answer.answer_now;
+            let mut listed = ctx.sessions.answer(id, &shown, quiet).into_iter();
+            for t in &mut answer.topics {
+                t.partitions.retain(|_| listed.next().unwrap_or(true));
+            }
+            answer.topics.retain(|t| !t.partitions.is_empty());
+            answer.session_id = id;
+        }
+    }
+    encode(meta, &answer)
 }
 
 fn topic_name_of(
@@ -165,30 +243,10 @@ fn topic_ids(ctx: &Context<'_>) -> BTreeMap<uuid::Uuid, String> {
     ids
 }
 
-fn requested_partitions(req: &FetchRequest, ctx: &Context<'_>) -> Vec<TopicPartition> {
-    let ids = topic_ids(ctx);
-    let mut out = Vec::new();
-    for t in &req.topics {
-        let name = if t.topic.0.is_empty() { ids.get(&t.topic_id).cloned() } else { Some(t.topic.0.to_string()) };
-        if let Some(name) = name {
-            for p in &t.partitions {
-                out.push(TopicPartition { topic: name.clone(), partition: p.partition });
-            }
-        }
-    }
-    out
-}
-
 /// Reads every requested partition under the request's limits.
 pub fn plan(meta: &RequestMeta, req: &FetchRequest, ctx: &mut Context<'_>) -> FetchAnswer {
     let version = meta.api_version;
-    let mut answer = FetchAnswer::default();
-    if version >= 7 && req.session_id != 0 {
-        // We never hand out sessions, so an incremental fetch names one we do not know.
-        answer.error_code = FETCH_SESSION_ID_NOT_FOUND;
-        answer.any_error = true;
-        return answer;
-    }
+    let mut answer = FetchAnswer { planned: true, ..Default::default() };
     let read_committed = req.isolation_level == 1;
     let client_rack = (version >= 11).then_some(req.rack_id.as_str()).filter(|r| !r.is_empty());
     let mut limit = u64::try_from(req.max_bytes.max(0)).unwrap_or(0).min(ctx.config.response_bytes_max);
@@ -237,8 +295,6 @@ pub fn plan(meta: &RequestMeta, req: &FetchRequest, ctx: &mut Context<'_>) -> Fe
     }
     answer
 }
-
-const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 
 /// KIP-392 (fetch from the closest replica): when this instance leads `tp` in the fleet and is
 /// not in the consumer's rack, the lowest-id in-sync replica whose instance is live, shown and in
@@ -404,7 +460,7 @@ pub fn encode(meta: &RequestMeta, answer: &FetchAnswer) -> WritePlan {
     buf.put_i32(0); // throttle_time_ms
     if v >= 7 {
         buf.put_i16(answer.error_code);
-        buf.put_i32(0); // session id: sessions declined
+        buf.put_i32(answer.session_id);
     }
     put_len(&mut buf, answer.topics.len(), flexible);
     for t in &answer.topics {
@@ -557,6 +613,7 @@ mod tests {
             .collect();
         let resp = FetchResponse::default()
             .with_error_code(if version >= 7 { answer.error_code } else { 0 })
+            .with_session_id(if version >= 7 { answer.session_id } else { 0 })
             .with_responses(topics);
         let mut body = bytes::BytesMut::new();
         ResponseHeader::default()
@@ -592,6 +649,8 @@ mod tests {
         };
         let answer = FetchAnswer {
             error_code: 0,
+            session_id: 123_456,
+            planned: true,
             topics: vec![
                 TopicAnswer {
                     name: "orders".into(),
@@ -632,7 +691,9 @@ mod tests {
     #[test]
     fn top_level_error_frames_like_the_oracle() {
         let answer = FetchAnswer {
-            error_code: FETCH_SESSION_ID_NOT_FOUND,
+            error_code: crate::protocol::fetch_session::FETCH_SESSION_ID_NOT_FOUND,
+            session_id: 0,
+            planned: true,
             topics: vec![],
             bytes: 0,
             any_error: true,

@@ -33,7 +33,7 @@ pub fn topic_uuid(id: &Uuid) -> uuid::Uuid {
     uuid::Uuid::from_bytes(*id)
 }
 
-fn is_internal(topic: &str) -> bool {
+pub fn is_internal(topic: &str) -> bool {
     topic == "__consumer_offsets" || topic == "__transaction_state" || topic == "__share_group_state"
 }
 
@@ -112,171 +112,226 @@ fn broker(n: &Node) -> MetadataResponseBroker {
         .with_rack(n.rack.clone().map(StrBytes::from_string))
 }
 
-/// The fleet presentation (see [`crate::cluster::fleet`]): every topic and partition of the
-/// cluster, led by the instance beside its Kafka leader, with the cluster's leader epochs.
-fn fleet_response(
-    meta: &RequestMeta,
-    req: &MetadataRequest,
-    ctx: &Context<'_>,
-    fleet: &Fleet<'_>,
-) -> (Outcome, Vec<i16>) {
+/// One partition as this server presents it (Metadata, DescribeTopicPartitions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionView {
+    pub error_code: i16,
+    pub index: i32,
+    /// −1: no leader.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub elr: Vec<i32>,
+    pub last_known_elr: Vec<i32>,
+    pub offline: Vec<i32>,
+}
+
+/// One topic as this server presents it, partitions in index order.
+#[derive(Clone, Debug)]
+pub struct TopicView {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<PartitionView>,
+}
+
+impl TopicView {
+    pub fn is_internal(&self) -> bool {
+        is_internal(&self.name)
+    }
+}
+
+/// What this server presents: the cluster of the metadata log as the fleet of logferry
+/// instances beside its brokers, or, without one, itself as a one-broker cluster leading every
+/// partition of its log dirs. Metadata and DescribeTopicPartitions answer from the same one.
+pub enum Presentation<'a> {
+    Fleet(Fleet<'a>),
+    Alone(BTreeMap<String, (Uuid, Vec<i32>)>),
+}
+
+impl<'a> Presentation<'a> {
+    pub fn of(ctx: &'a Context<'_>) -> Presentation<'a> {
+        match ctx.fleet() {
+            Some(f) => Presentation::Fleet(f),
+            None => Presentation::Alone(topics(ctx)),
+        }
+    }
+
+    /// Every topic name, in name order.
+    pub fn names(&self) -> Vec<&String> {
+        match self {
+            Presentation::Fleet(f) => f.image.names.keys().collect(),
+            Presentation::Alone(t) => t.keys().collect(),
+        }
+    }
+
+    /// The topic's name, if it exists, found by name or else by id.
+    pub fn find(&self, name: Option<&str>, id: Option<uuid::Uuid>) -> Option<String> {
+        match (self, name, id) {
+            (Presentation::Fleet(f), Some(n), _) => f.image.topic(n).map(|t| t.name.clone()),
+            (Presentation::Fleet(f), None, Some(id)) => f.image.topics.get(id.as_bytes()).map(|t| t.name.clone()),
+            (Presentation::Alone(t), Some(n), _) => t.contains_key(n).then(|| n.to_string()),
+            (Presentation::Alone(t), None, Some(id)) => {
+                t.iter().find(|(_, (tid, _))| topic_uuid(tid) == id).map(|(n, _)| n.clone())
+            }
+            (_, None, None) => None,
+        }
+    }
+
+    /// The shown nodes (brokers), by id.
+    pub fn nodes(&self, ctx: &Context<'_>) -> Vec<Node> {
+        match self {
+            Presentation::Fleet(f) => f.nodes.values().cloned().collect(),
+            Presentation::Alone(_) => vec![Node {
+                id: ctx.config.node_id,
+                host: ctx.config.advertised_host.clone(),
+                port: u16::try_from(ctx.config.advertised_port).unwrap_or(0),
+                rack: None,
+            }],
+        }
+    }
+
+    /// A topic with its partitions. Fleet: each led by the instance beside its Kafka leader,
+    /// with the cluster's leader epochs, replicas, ISR and ELR. Alone: every index up to the
+    /// highest local one, the missing ones LEADER_NOT_AVAILABLE without a leader (see the
+    /// module doc), the local ones led by this node at the epoch of `leader-epoch-checkpoint`.
+    pub fn topic(&self, ctx: &Context<'_>, name: &str) -> Option<TopicView> {
+        match self {
+            Presentation::Fleet(fleet) => {
+                let t = fleet.image.topic(name)?;
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|(&index, p)| {
+                        let tp = TopicPartition { topic: t.name.clone(), partition: index };
+                        let leader = fleet.leader(p, ctx.view.partitions.contains_key(&tp));
+                        PartitionView {
+                            error_code: if leader.is_some() {
+                                error_code::NONE
+                            } else {
+                                error_code::LEADER_NOT_AVAILABLE
+                            },
+                            index,
+                            leader: leader.unwrap_or(-1),
+                            leader_epoch: p.leader_epoch,
+                            replicas: p.replicas.clone(),
+                            isr: p.isr.clone(),
+                            elr: p.elr.clone(),
+                            last_known_elr: p.last_known_elr.clone(),
+                            offline: fleet.offline(p),
+                        }
+                    })
+                    .collect();
+                Some(TopicView { name: t.name.clone(), id: t.id, partitions })
+            }
+            Presentation::Alone(all) => {
+                let (id, parts) = all.get(name)?;
+                let node = ctx.config.node_id;
+                let highest = parts.iter().copied().max().unwrap_or(-1);
+                let partitions = (0..=highest)
+                    .map(|index| {
+                        let tp = TopicPartition { topic: name.to_string(), partition: index };
+                        match ctx.view.partition(&tp) {
+                            Some(p) => PartitionView {
+                                error_code: error_code::NONE,
+                                index,
+                                leader: node,
+                                leader_epoch: p.leader_epoch(),
+                                replicas: vec![node],
+                                isr: vec![node],
+                                elr: Vec::new(),
+                                last_known_elr: Vec::new(),
+                                offline: Vec::new(),
+                            },
+                            None => PartitionView {
+                                error_code: error_code::LEADER_NOT_AVAILABLE,
+                                index,
+                                leader: -1,
+                                leader_epoch: -1,
+                                replicas: Vec::new(),
+                                isr: Vec::new(),
+                                elr: Vec::new(),
+                                last_known_elr: Vec::new(),
+                                offline: Vec::new(),
+                            },
+                        }
+                    })
+                    .collect();
+                Some(TopicView { name: name.to_string(), id: *id, partitions })
+            }
+        }
+    }
+}
+
+fn metadata_topic(t: TopicView, version: i16) -> MetadataResponseTopic {
+    let ids = |ids: Vec<i32>| ids.into_iter().map(BrokerId).collect::<Vec<_>>();
+    let partitions = t
+        .partitions
+        .into_iter()
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_error_code(p.error_code)
+                .with_partition_index(p.index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
+                .with_replica_nodes(ids(p.replicas))
+                .with_isr_nodes(ids(p.isr))
+                .with_offline_replicas(ids(p.offline))
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_error_code(error_code::NONE)
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_topic_id(if version >= 10 { topic_uuid(&t.id) } else { uuid::Uuid::nil() })
+        .with_is_internal(is_internal(&t.name))
+        .with_partitions(partitions)
+}
+
+/// The answer, and the errors to count (the caller's refusals).
+fn answer(meta: &RequestMeta, req: &MetadataRequest, ctx: &Context<'_>) -> (Outcome, Vec<i16>) {
     let version = meta.api_version;
-    let config = ctx.config;
-    let brokers_ids = |ids: &[i32]| ids.iter().map(|&i| BrokerId(i)).collect::<Vec<_>>();
-    let mut topics_out = Vec::new();
-    let image = fleet.image;
+    let view = Presentation::of(ctx);
     let every = all_topics(req, version);
-    for (name, id) in wanted(req, version, image.names.keys()) {
+    let mut topics_out = Vec::new();
+    for (name, id) in wanted(req, version, view.names().into_iter()) {
         if let Some(n) = &name {
             if let Some(r) = refused(ctx, every, n, (name.clone(), id)) {
                 topics_out.extend(r);
                 continue;
             }
         }
-        let found = match (&name, id) {
-            (Some(n), _) => image.topic(n),
-            (None, Some(id)) => image.topics.get(id.as_bytes()),
-            (None, None) => None,
-        };
-        let Some(t) = found else {
+        let Some(found) = view.find(name.as_deref(), id) else {
             topics_out.push(unknown_topic(name, id));
             continue;
         };
         if name.is_none() {
-            if let Some(r) = refused(ctx, every, &t.name, (None, id)) {
+            if let Some(r) = refused(ctx, every, &found, (None, id)) {
                 topics_out.extend(r);
                 continue;
             }
         }
-        let partitions = t
-            .partitions
-            .iter()
-            .map(|(&index, p)| {
-                let local =
-                    ctx.view.partitions.contains_key(&TopicPartition { topic: t.name.clone(), partition: index });
-                let leader = fleet.leader(p, local);
-                MetadataResponsePartition::default()
-                    .with_error_code(if leader.is_some() { error_code::NONE } else { error_code::LEADER_NOT_AVAILABLE })
-                    .with_partition_index(index)
-                    .with_leader_id(BrokerId(leader.unwrap_or(-1)))
-                    .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
-                    .with_replica_nodes(brokers_ids(&p.replicas))
-                    .with_isr_nodes(brokers_ids(&p.isr))
-                    .with_offline_replicas(brokers_ids(&fleet.offline(p)))
-            })
-            .collect();
-        topics_out.push(
-            MetadataResponseTopic::default()
-                .with_error_code(error_code::NONE)
-                .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
-                .with_topic_id(if version >= 10 { topic_uuid(&t.id) } else { uuid::Uuid::nil() })
-                .with_is_internal(is_internal(&t.name))
-                .with_partitions(partitions),
-        );
+        match view.topic(ctx, &found) {
+            Some(t) => topics_out.push(metadata_topic(t, version)),
+            None => topics_out.push(unknown_topic(name, id)),
+        }
     }
-    // KRaft brokers report a live broker as the controller: this instance, as the broker does
-    // with itself.
     let errors =
         topics_out.iter().map(|t| t.error_code).filter(|&c| c == error_code::TOPIC_AUTHORIZATION_FAILED).collect();
+    // KRaft brokers report a live broker as the controller: this instance, as the broker does
+    // with itself.
+    let node = BrokerId(ctx.config.node_id);
     let resp = MetadataResponse::default()
-        .with_brokers(fleet.nodes.values().map(broker).collect())
-        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(config.cluster_id.clone())))
-        .with_controller_id(if version >= 1 { BrokerId(config.node_id) } else { BrokerId(-1) })
+        .with_brokers(view.nodes(ctx).iter().map(broker).collect())
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(ctx.config.cluster_id.clone())))
+        .with_controller_id(if version >= 1 { node } else { BrokerId(-1) })
         .with_topics(topics_out);
     (respond(meta, &resp), errors)
 }
 
 pub fn handle(meta: &RequestMeta, req: &MetadataRequest, ctx: &mut Context<'_>) -> Outcome {
-    let version = meta.api_version;
-    let fleet = ctx.fleet().map(|fleet| fleet_response(meta, req, ctx, &fleet));
-    if let Some((outcome, errors)) = fleet {
-        for code in errors {
-            ctx.note_error(code);
-        }
-        return outcome;
+    let (outcome, errors) = answer(meta, req, ctx);
+    for code in errors {
+        ctx.note_error(code);
     }
-    let all = topics(ctx);
-    let node = BrokerId(ctx.config.node_id);
-    let every = all_topics(req, version);
-    let wanted = wanted(req, version, all.keys());
-    let mut topics_out = Vec::with_capacity(wanted.len());
-    for (name, id) in wanted {
-        if let Some(n) = &name {
-            if let Some(r) = refused(ctx, every, n, (name.clone(), id)) {
-                if r.is_some() {
-                    ctx.note_error(error_code::TOPIC_AUTHORIZATION_FAILED);
-                }
-                topics_out.extend(r);
-                continue;
-            }
-        }
-        let found = match (&name, id) {
-            (Some(n), _) => all.get_key_value(n),
-            (None, Some(id)) => all.iter().find(|(_, (tid, _))| topic_uuid(tid) == id),
-            (None, None) => None,
-        };
-        let Some((topic, (tid, parts))) = found else {
-            topics_out.push(unknown_topic(name, id));
-            continue;
-        };
-        if name.is_none() {
-            if let Some(r) = refused(ctx, every, topic, (None, id)) {
-                if r.is_some() {
-                    ctx.note_error(error_code::TOPIC_AUTHORIZATION_FAILED);
-                }
-                topics_out.extend(r);
-                continue;
-            }
-        }
-        let highest = parts.iter().copied().max().unwrap_or(-1);
-        let mut partitions = Vec::with_capacity(parts.len());
-        for missing in (0..=highest).filter(|p| !parts.contains(p)) {
-            partitions.push(
-                MetadataResponsePartition::default()
-                    .with_error_code(error_code::LEADER_NOT_AVAILABLE)
-                    .with_partition_index(missing)
-                    .with_leader_id(BrokerId(-1))
-                    .with_leader_epoch(-1)
-                    .with_replica_nodes(Vec::new())
-                    .with_isr_nodes(Vec::new())
-                    .with_offline_replicas(Vec::new()),
-            );
-        }
-        for &partition in parts {
-            let epoch = ctx
-                .view
-                .partition(&crate::log::TopicPartition { topic: topic.clone(), partition })
-                .map_or(-1, |p| p.leader_epoch());
-            partitions.push(
-                MetadataResponsePartition::default()
-                    .with_error_code(error_code::NONE)
-                    .with_partition_index(partition)
-                    .with_leader_id(node)
-                    .with_leader_epoch(if version >= 7 { epoch } else { -1 })
-                    .with_replica_nodes(vec![node])
-                    .with_isr_nodes(vec![node])
-                    .with_offline_replicas(Vec::new()),
-            );
-        }
-        topics_out.push(
-            MetadataResponseTopic::default()
-                .with_error_code(error_code::NONE)
-                .with_name(Some(TopicName(StrBytes::from_string(topic.clone()))))
-                .with_topic_id(if version >= 10 { topic_uuid(tid) } else { uuid::Uuid::nil() })
-                .with_is_internal(is_internal(topic))
-                .with_partitions({
-                    partitions.sort_by_key(|p| p.partition_index);
-                    partitions
-                }),
-        );
-    }
-    let resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(StrBytes::from_string(ctx.config.advertised_host.clone()))
-            .with_port(ctx.config.advertised_port)])
-        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(ctx.config.cluster_id.clone())))
-        .with_controller_id(if version >= 1 { node } else { BrokerId(-1) })
-        .with_topics(topics_out);
-    respond(meta, &resp)
+    outcome
 }

@@ -22,9 +22,13 @@
 //! does). Write APIs get a log line saying logferry is read-only.
 
 pub mod api_versions;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_topic_partitions;
 pub mod fetch;
+pub mod fetch_session;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod join_group;
@@ -106,6 +110,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
@@ -381,6 +388,8 @@ pub struct Context<'a> {
     pub errors: Vec<i16>,
     /// Who asks, when the broker's authorizer is on (`None`: no authorizer, all allowed).
     pub auth: Option<Auth<'a>>,
+    /// The incremental fetch session cache (KIP-227).
+    pub sessions: &'a mut fetch_session::FetchSessions,
 }
 
 /// The caller and the broker's authorizer settings, for the handlers' ACL checks.
@@ -434,6 +443,17 @@ impl Context<'_> {
         let caller = crate::auth::acl::Caller { principal: a.principal, host: a.host };
         let acls = self.view.cluster.as_ref().map(|c| c.image.acl_index.candidates(&c.image.acls, kind, name));
         crate::auth::acl::authorize(acls.into_iter().flatten(), a.config, &caller, op, kind, name)
+    }
+
+    /// The `AuthorizedOperations` bit field of a resource: bit `op` for each of `ops` the caller
+    /// may do (Kafka's `AuthHelper.authorizedOperations`; without an authorizer, all of them).
+    pub fn authorized_operations(
+        &self,
+        kind: crate::auth::acl::Resource,
+        name: &str,
+        ops: &[crate::auth::acl::Operation],
+    ) -> i32 {
+        ops.iter().filter(|&&op| self.allowed(op, kind, name)).fold(0, |bits, &op| bits | (1 << (op as i32)))
     }
 
     /// Whether the caller may `op` the topic `name`.
@@ -678,6 +698,18 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
         },
         ApiKey::DescribeConfigs => match decode_body(&mut buf, &meta) {
             Ok(req) => describe_configs::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::DescribeCluster => match decode_body(&mut buf, &meta) {
+            Ok(req) => describe_cluster::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::DescribeTopicPartitions => match decode_body(&mut buf, &meta) {
+            Ok(req) => describe_topic_partitions::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::DescribeLogDirs => match decode_body(&mut buf, &meta) {
+            Ok(req) => describe_log_dirs::handle(&meta, &req, ctx),
             Err(e) => Outcome::Close(e),
         },
         // Reached only outside a SASL exchange (the session answers those first): a PLAINTEXT

@@ -115,6 +115,15 @@ pub struct Limits {
     pub recv_bytes_per_turn_max: usize,
     /// How long a TLS handshake may take from accept (a stalled one closes; checked each second).
     pub tls_handshake_ms_max: u64,
+    /// Incremental fetch sessions kept (KIP-227; Kafka's
+    /// `max.incremental.fetch.session.cache.slots`); 0 hands out none.
+    pub fetch_sessions_max: usize,
+}
+
+/// A seed for fetch session ids: the clock and the process id (ids must be unique, not secret).
+fn session_seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
 }
 
 impl Default for Limits {
@@ -129,6 +138,7 @@ impl Default for Limits {
             buffered_request_bytes_max: BUFFERED_REQUEST_BYTES_MAX_DEFAULT,
             recv_bytes_per_turn_max: 1 << 20,
             tls_handshake_ms_max: 10_000,
+            fetch_sessions_max: crate::protocol::fetch_session::SESSION_CACHE_SLOTS_DEFAULT,
         }
     }
 }
@@ -267,6 +277,11 @@ pub struct Server {
     after_sync: Vec<usize>,
     /// The bound on request bytes held for all connections.
     memory: RequestMemory,
+    /// KIP-227 fetch sessions, shared by all connections as the broker's are.
+    fetch_sessions: crate::protocol::fetch_session::FetchSessions,
+    /// Evictions and opened sessions already added to the metrics.
+    counted_evictions: u64,
+    counted_opened: u64,
     /// The connection to the co-located broker (`--upstream`).
     upstream: Option<UpstreamLink>,
     /// The one buffer TLS connections copy response bytes through (`transport`).
@@ -324,6 +339,7 @@ impl Server {
         config: ServeConfig,
         limits: Limits,
     ) -> io::Result<Self> {
+        let session_partitions_max = config.partitions_per_request_max;
         let poll = Poll::new()?;
         let mut listeners = Vec::with_capacity(listen.len());
         for (k, &(addr, protocol)) in listen.iter().enumerate() {
@@ -366,6 +382,13 @@ impl Server {
             next_serial: 0,
             after_sync: Vec::new(),
             memory: RequestMemory::new(limits.buffered_request_bytes_max),
+            fetch_sessions: crate::protocol::fetch_session::FetchSessions::new(
+                limits.fetch_sessions_max,
+                session_partitions_max,
+                session_seed(),
+            ),
+            counted_evictions: 0,
+            counted_opened: 0,
             limits,
             upstream: None,
             tls_scratch: Vec::new(),
@@ -527,6 +550,7 @@ impl Server {
             }
             woke |= self.drive_upstream(now);
             if woke {
+                self.fetch_sessions.view_changed();
                 self.wake_parked(now, false);
             }
             self.wake_parked(now, true);
@@ -549,6 +573,13 @@ impl Server {
             }
             self.metrics.connections.set(self.open_connections() as i64);
             self.metrics.parked_fetches.set(self.parked.len() as i64);
+            self.metrics.fetch_sessions.set(self.fetch_sessions.len() as i64);
+            let evicted = self.fetch_sessions.evictions;
+            self.metrics.fetch_session_evictions.inc_by(evicted.saturating_sub(self.counted_evictions));
+            self.counted_evictions = evicted;
+            let opened = self.fetch_sessions.opened;
+            self.metrics.fetch_sessions_opened.inc_by(opened.saturating_sub(self.counted_opened));
+            self.counted_opened = opened;
             self.metrics.buffered_request_bytes.set(self.memory.used_bytes() as i64);
             self.metrics.loop_iteration_seconds.observe(turn_start.elapsed().as_secs_f64());
             // Resume accepting a little below the cap, so accepting does not flap at the limit.
@@ -1237,6 +1268,7 @@ impl Server {
             origin: Origin { waiter: Waiter { conn: i, serial }, client_host: format!("/{client_host}") },
             errors: Vec::new(),
             auth,
+            sessions: &mut self.fetch_sessions,
         };
         // Decoding is done by a third-party codec; a panic there must cost one connection only.
         let result =
@@ -1487,6 +1519,7 @@ impl Server {
                 origin: Origin { waiter: Waiter { conn: i, serial: 0 }, client_host: String::new() },
                 errors: Vec::new(),
                 auth,
+                sessions: &mut self.fetch_sessions,
             };
             match fetch::retry(p, &mut ctx, now) {
                 Some(plan) => {

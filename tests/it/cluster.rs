@@ -90,6 +90,13 @@ fn same(offset: i64, ours: &M, kafka: &Value) {
                 (i(&d["leader"]), i(&d["leaderEpoch"]), i(&d["partitionEpoch"])),
                 "{ctx}"
             );
+            // KIP-966 lists: absent from a v0/v1 record (and null) read as empty.
+            let list = |k: &str| d.get(k).filter(|v| !v.is_null()).map_or(Vec::new(), ints);
+            assert_eq!(
+                (p.elr.clone(), p.last_known_elr.clone()),
+                (list("eligibleLeaderReplicas"), list("lastKnownElr")),
+                "{ctx}"
+            );
         }
         M::PartitionChange(c) => {
             assert_eq!(t, "PARTITION_CHANGE_RECORD", "{ctx}");
@@ -98,6 +105,12 @@ fn same(offset: i64, ours: &M, kafka: &Value) {
             assert_eq!(i64::from(c.leader), d.get("leader").map_or(-2, i), "{ctx}");
             assert_eq!(c.isr, d.get("isr").filter(|v| !v.is_null()).map(ints), "{ctx}");
             assert_eq!(c.replicas, d.get("replicas").filter(|v| !v.is_null()).map(ints), "{ctx}");
+            assert_eq!(c.elr, d.get("eligibleLeaderReplicas").filter(|v| !v.is_null()).map(ints), "{ctx}");
+            assert_eq!(c.last_known_elr, d.get("lastKnownElr").filter(|v| !v.is_null()).map(ints), "{ctx}");
+        }
+        M::ClearElr { topic_name } => {
+            assert_eq!(t, "CLEAR_ELR_RECORD", "{ctx}");
+            assert_eq!(Some(topic_name.clone()), s("topicName"), "{ctx}");
         }
         M::Config { resource_type, resource_name, name, value } => {
             assert_eq!(t, "CONFIG_RECORD", "{ctx}");

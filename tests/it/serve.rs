@@ -277,7 +277,8 @@ fn api_versions_every_version_and_the_unknown_one() {
         // SaslHandshake and SaslAuthenticate, listed on every listener as the broker lists them.
         assert!(keys.contains(&(17, 0, 1)) && keys.contains(&(36, 0, 2)), "v{v} {keys:?}");
         assert!(keys.contains(&(32, 1, 4)), "DescribeConfigs");
-        assert_eq!(keys.len(), 18, "nothing else is advertised");
+        assert!(keys.contains(&(35, 1, 4)) && keys.contains(&(60, 0, 2)) && keys.contains(&(75, 0, 0)), "{keys:?}");
+        assert_eq!(keys.len(), 21, "nothing else is advertised");
     }
     // On a PLAINTEXT listener a SASL exchange is out of place: ILLEGAL_SASL_STATE, as the broker.
     let h = c.call(1, &kafka_protocol::messages::SaslHandshakeRequest::default());
@@ -291,7 +292,7 @@ fn api_versions_every_version_and_the_unknown_one() {
     let _ = ResponseHeader::decode(&mut body, 0).unwrap();
     let r = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(r.error_code, 35);
-    assert_eq!(r.api_keys.len(), 18);
+    assert_eq!(r.api_keys.len(), 21);
 }
 
 #[test]
@@ -873,5 +874,205 @@ fn describe_configs_without_a_broker_answers_kafkas_defaults_and_its_errors() {
         let r: DescribeConfigsResponse = c.call(v, &one);
         assert_eq!(r.results[0].configs.len(), 1);
         assert!(r.results[0].configs[0].synonyms.is_empty(), "synonyms only when asked");
+    }
+}
+
+#[test]
+fn describe_cluster_topic_partitions_and_log_dirs_without_a_broker() {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    let topic = |n: &str| TopicName(StrBytes::from_string(n.into()));
+    let md: MetadataResponse = c.call(12, &MetadataRequest::default().with_topics(None));
+    // DescribeCluster: the same node and cluster id as Metadata, and the broker's refusals.
+    for v in 0..=2 {
+        let r: DescribeClusterResponse = c.call(v, &DescribeClusterRequest::default().with_endpoint_type(1));
+        assert_eq!((r.error_code, &r.cluster_id), (0, md.cluster_id.as_ref().unwrap()), "v{v}");
+        let nodes: Vec<(i32, String, i32)> =
+            r.brokers.iter().map(|b| (b.broker_id.0, b.host.to_string(), b.port)).collect();
+        let want: Vec<(i32, String, i32)> =
+            md.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
+        assert_eq!(nodes, want, "v{v}");
+        assert_eq!(r.controller_id, md.controller_id);
+        assert_eq!(r.cluster_authorized_operations, i32::MIN, "not asked");
+        let asked =
+            DescribeClusterRequest::default().with_endpoint_type(1).with_include_cluster_authorized_operations(true);
+        let r: DescribeClusterResponse = c.call(v, &asked);
+        // CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+        assert_eq!(r.cluster_authorized_operations, 8096, "no authorizer: every cluster operation");
+    }
+    let r: DescribeClusterResponse = c.call(1, &DescribeClusterRequest::default().with_endpoint_type(2));
+    assert_eq!(r.error_code, 114, "controllers asked of a broker: MISMATCHED_ENDPOINT_TYPE");
+    let r: DescribeClusterResponse = c.call(1, &DescribeClusterRequest::default().with_endpoint_type(9));
+    assert_eq!(r.error_code, 115, "UNSUPPORTED_ENDPOINT_TYPE");
+
+    // DescribeTopicPartitions: paged one partition at a time by its cursor, it walks exactly
+    // Metadata's partitions in name order.
+    let mut want: Vec<(String, i32, i32, i32)> = md
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let name = t.name.as_ref().unwrap().to_string();
+            t.partitions.iter().map(move |p| (name.clone(), p.partition_index, p.leader_id.0, p.leader_epoch))
+        })
+        .collect();
+    want.sort();
+    let mut got = Vec::new();
+    let mut cursor = None;
+    for _ in 0..=want.len() {
+        let req = DescribeTopicPartitionsRequest::default().with_response_partition_limit(2).with_cursor(cursor.take());
+        let r: DescribeTopicPartitionsResponse = c.call(0, &req);
+        for t in &r.topics {
+            assert_eq!(t.error_code, 0);
+            assert_eq!(t.topic_authorized_operations, 3576, "no authorizer: every topic operation");
+            let name = t.name.as_ref().unwrap().to_string();
+            assert!(t.partitions.iter().all(|p| p.eligible_leader_replicas == Some(Vec::new())));
+            got.extend(t.partitions.iter().map(|p| (name.clone(), p.partition_index, p.leader_id.0, p.leader_epoch)));
+        }
+        assert!(r.topics.iter().map(|t| t.partitions.len()).sum::<usize>() <= 2, "the limit holds");
+        match r.next_cursor {
+            Some(n) => {
+                cursor = Some(Cursor::default().with_topic_name(n.topic_name).with_partition_index(n.partition_index))
+            }
+            None => break,
+        }
+    }
+    assert_eq!(got, want, "paging by cursor visits every partition once, in order");
+    let named = |names: &[&str]| {
+        DescribeTopicPartitionsRequest::default()
+            .with_response_partition_limit(2000)
+            .with_topics(names.iter().map(|n| TopicRequest::default().with_name(topic(n))).collect())
+    };
+    let r: DescribeTopicPartitionsResponse = c.call(0, &named(&["zstd", "nope", "bad name", "gzip"]));
+    let answers: Vec<(String, i16, usize)> =
+        r.topics.iter().map(|t| (t.name.as_ref().unwrap().to_string(), t.error_code, t.partitions.len())).collect();
+    let expect = [("bad name", 17, 0), ("gzip", 0, 3), ("nope", 3, 0), ("zstd", 0, 3)];
+    assert_eq!(answers, expect.map(|(n, e, p)| (n.to_string(), e, p)), "name order, the broker's errors");
+    let bad = named(&["gzip"]).with_cursor(Some(Cursor::default().with_topic_name(topic("zstd"))));
+    let r: DescribeTopicPartitionsResponse = c.call(0, &bad);
+    assert_eq!(r.topics.iter().map(|t| t.error_code).collect::<Vec<_>>(), vec![42], "cursor topic not named");
+    let bad =
+        named(&["gzip"]).with_cursor(Some(Cursor::default().with_topic_name(topic("gzip")).with_partition_index(-1)));
+    let r: DescribeTopicPartitionsResponse = c.call(0, &bad);
+    assert_eq!(r.topics[0].error_code, 42, "negative cursor partition");
+
+    // DescribeLogDirs: the one log dir, absolute, each partition's size its segment files'.
+    let logdir = s.dir.path().join("logdir");
+    for v in 1..=4 {
+        let r: DescribeLogDirsResponse = c.call(v, &DescribeLogDirsRequest::default().with_topics(None));
+        assert_eq!((r.error_code, r.results.len()), (0, 1), "v{v}");
+        let d = &r.results[0];
+        assert_eq!(d.log_dir.as_str(), logdir.to_str().unwrap());
+        if v >= 4 {
+            assert!(d.total_bytes > 0 && d.usable_bytes > 0 && d.usable_bytes <= d.total_bytes, "v4 volume sizes");
+        }
+        let mut listed = 0;
+        for t in &d.topics {
+            for p in &t.partitions {
+                let dir = logdir.join(format!("{}-{}", t.name.as_str(), p.partition_index));
+                let size: u64 = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .map(|e| e.metadata().unwrap().len())
+                    .sum();
+                assert_eq!((p.partition_size as u64, p.offset_lag, p.is_future_key), (size, 0, false), "{dir:?}");
+                listed += 1;
+            }
+        }
+        let dirs = std::fs::read_dir(&logdir).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+        assert_eq!(listed, dirs, "every partition folder");
+    }
+    let one = DescribeLogDirsRequest::default().with_topics(Some(vec![DescribableLogDirTopic::default()
+        .with_topic(topic("gzip"))
+        .with_partitions(vec![1, 7])]));
+    let r: DescribeLogDirsResponse = c.call(4, &one);
+    let only: Vec<(String, i32)> = r.results[0]
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index)))
+        .collect();
+    assert_eq!(only, vec![("gzip".to_string(), 1)], "only what was asked, and only what is here");
+}
+
+#[test]
+fn fetch_sessions_open_answer_only_news_and_refuse_stale_epochs() {
+    let s = serve(&[]);
+    let mut c = Client::connect(s.addr);
+    let id = topic_id_of(&mut c, "plain");
+    // A full fetch of all three partitions from their ends (epoch 0): a session is opened.
+    let ends: Vec<i64> = (0..3)
+        .map(|p| {
+            let r: FetchResponse = c.call(12, &fetch_req("plain", id, p, 0, 0));
+            r.responses[0].partitions[0].high_watermark
+        })
+        .collect();
+    let mut full = fetch_req("plain", id, 0, ends[0], 0).with_session_epoch(0).with_max_wait_ms(200);
+    full.topics[0].partitions = (0..3)
+        .map(|p| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(ends[p as usize])
+                .with_partition_max_bytes(1 << 20)
+                .with_current_leader_epoch(-1)
+                .with_log_start_offset(-1)
+        })
+        .collect();
+    for v in [12i16, 13, 17] {
+        let t = Instant::now();
+        let r: FetchResponse = c.call(v, &full);
+        assert_eq!(r.error_code, 0, "v{v}");
+        assert!(r.session_id > 0, "v{v}: a session id");
+        assert_eq!(r.responses[0].partitions.len(), 3, "a full answer lists every partition");
+        let session = r.session_id;
+        // Epoch 1 with nothing new: a long poll that ends with no partitions at all.
+        let inc = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(300)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_session_id(session)
+            .with_session_epoch(1);
+        let t1 = Instant::now();
+        let r: FetchResponse = c.call(v, &inc);
+        assert!(t1.elapsed() >= Duration::from_millis(250), "v{v}: the idle incremental fetch waited");
+        assert_eq!(
+            (r.error_code, r.session_id, r.responses.len()),
+            (0, session, 0),
+            "v{v}: nothing new, nothing listed"
+        );
+        // Epoch 2 moves partition 1 back to offset 0: only it is answered, with records.
+        let mut back = inc.clone().with_session_epoch(2);
+        let topic_entry = if v >= 13 {
+            FetchTopic::default().with_topic_id(id)
+        } else {
+            FetchTopic::default().with_topic(topic("plain"))
+        };
+        back.topics = vec![topic_entry.with_partitions(vec![FetchPartition::default()
+            .with_partition(1)
+            .with_fetch_offset(0)
+            .with_partition_max_bytes(1 << 20)
+            .with_current_leader_epoch(-1)
+            .with_log_start_offset(-1)])];
+        let r: FetchResponse = c.call(v, &back);
+        assert_eq!(r.responses.len(), 1, "v{v}");
+        let listed: Vec<i32> = r.responses[0].partitions.iter().map(|p| p.partition_index).collect();
+        assert_eq!(listed, vec![1], "v{v}: only the partition with records");
+        assert!(r.responses[0].partitions[0].records.as_ref().is_some_and(|b| !b.is_empty()));
+        // A replayed epoch, an unknown session, and a version switch are the broker's errors.
+        let r: FetchResponse = c.call(v, &inc.clone().with_session_epoch(2));
+        assert_eq!(r.error_code, 71, "v{v}: INVALID_FETCH_SESSION_EPOCH");
+        let r: FetchResponse = c.call(v, &inc.clone().with_session_id(session ^ 0x55).with_session_epoch(3));
+        assert_eq!(r.error_code, 70, "v{v}: FETCH_SESSION_ID_NOT_FOUND");
+        let other = if v >= 13 { 12 } else { 13 };
+        let r: FetchResponse = c.call(other, &inc.clone().with_session_epoch(3));
+        assert_eq!(r.error_code, 106, "v{v}: FETCH_SESSION_TOPIC_ID_ERROR");
+        // FINAL closes the session: its id is then unknown.
+        let r: FetchResponse = c.call(v, &full.clone().with_session_id(session).with_session_epoch(-1));
+        assert_eq!((r.error_code, r.session_id), (0, 0), "v{v}: a sessionless full answer");
+        let r: FetchResponse = c.call(v, &inc.clone().with_session_epoch(3));
+        assert_eq!(r.error_code, 70, "v{v}: closed");
+        assert!(t.elapsed() < Duration::from_secs(10));
     }
 }

@@ -1,0 +1,88 @@
+//! DescribeLogDirs (key 35, v1–4): logferry's log directories and the size of each partition
+//! in them, as the broker's `ReplicaManager.describeLogDirs` reports its own: every log dir
+//! (absolute, as given, symlinks kept, like Java's `getAbsolutePath`), the partitions asked
+//! for (null: all) grouped by topic, a partition's size the bytes of its segment files, its
+//! offset lag 0 (the broker's `max(HW − LEO, 0)` for a current replica), v4's total and usable
+//! bytes of the volume (`statvfs`; −1 when unknown). Needs CLUSTER DESCRIBE, else
+//! CLUSTER_AUTHORIZATION_FAILED with no results (the error code is in the answer from v3).
+//!
+//! One departure: `-future` folders (a move between log dirs in progress) are not part of the
+//! view, so they are not listed with `IsFutureKey`, where the broker lists them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{error_code, respond, Context, Outcome, RequestMeta};
+use crate::auth::acl::{Operation, Resource, CLUSTER_NAME};
+
+/// (total, usable) bytes of the file system holding `dir`, as Java's `FileStore`
+/// `getTotalSpace`/`getUsableSpace` count them; (−1, −1) when `statvfs` fails.
+fn volume_bytes(dir: &Path) -> (i64, i64) {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => {
+            let frag = s.fragment_size();
+            let total = s.blocks().saturating_mul(frag);
+            let usable = s.blocks_available().saturating_mul(frag);
+            (i64::try_from(total).unwrap_or(i64::MAX), i64::try_from(usable).unwrap_or(i64::MAX))
+        }
+        Err(e) => {
+            log::warn!("DescribeLogDirs: statvfs {}: {e}", dir.display());
+            (-1, -1)
+        }
+    }
+}
+
+pub fn handle(meta: &RequestMeta, req: &DescribeLogDirsRequest, ctx: &mut Context<'_>) -> Outcome {
+    if !ctx.allowed(Operation::Describe, Resource::Cluster, CLUSTER_NAME) {
+        ctx.note_error(error_code::CLUSTER_AUTHORIZATION_FAILED);
+        let resp = DescribeLogDirsResponse::default().with_error_code(error_code::CLUSTER_AUTHORIZATION_FAILED);
+        return respond(meta, &resp);
+    }
+    let asked = |topic: &str, partition: i32| match &req.topics {
+        None => true,
+        Some(list) => list.iter().any(|t| t.topic.0.as_str() == topic && t.partitions.contains(&partition)),
+    };
+    let mut results = Vec::with_capacity(ctx.view.dirs.len());
+    for dir in &ctx.view.dirs {
+        let mut topics: BTreeMap<&str, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+        for (tp, p) in &ctx.view.partitions {
+            if p.dir.parent() != Some(dir.path.as_path()) || !asked(&tp.topic, tp.partition) {
+                continue;
+            }
+            let size: u64 = p.segments.values().map(|s| s.len).sum();
+            topics.entry(tp.topic.as_str()).or_default().push(
+                DescribeLogDirsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_partition_size(i64::try_from(size).unwrap_or(i64::MAX))
+                    .with_offset_lag(0)
+                    .with_is_future_key(false),
+            );
+        }
+        let absolute = std::path::absolute(&dir.path).unwrap_or_else(|_| dir.path.clone());
+        let (total, usable) = volume_bytes(&dir.path);
+        results.push(
+            DescribeLogDirsResult::default()
+                .with_error_code(error_code::NONE)
+                .with_log_dir(StrBytes::from_string(absolute.to_string_lossy().into_owned()))
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(t, partitions)| {
+                            DescribeLogDirsTopic::default()
+                                .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                                .with_partitions(partitions)
+                        })
+                        .collect(),
+                )
+                .with_total_bytes(total)
+                .with_usable_bytes(usable),
+        );
+    }
+    respond(meta, &DescribeLogDirsResponse::default().with_results(results))
+}
