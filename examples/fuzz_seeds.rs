@@ -113,6 +113,37 @@ fn main() {
         };
         seeds.push((format!("offset_fetch_v{v}"), frame(v, &req)));
     }
+    // The admin reads, and incremental Fetch with a session (KIP-227).
+    for v in 1..=4 {
+        let req = DescribeConfigsRequest::default().with_include_synonyms(true).with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("plain")),
+        ]);
+        seeds.push((format!("describe_configs_v{v}"), frame(v, &req)));
+        let req = DescribeLogDirsRequest::default().with_topics(None);
+        seeds.push((format!("describe_log_dirs_v{v}"), frame(v, &req)));
+    }
+    for v in 0..=2 {
+        let req =
+            DescribeClusterRequest::default().with_endpoint_type(1).with_include_cluster_authorized_operations(true);
+        seeds.push((format!("describe_cluster_v{v}"), frame(v, &req)));
+    }
+    let req = DescribeTopicPartitionsRequest::default().with_response_partition_limit(1).with_cursor(Some(
+        describe_topic_partitions_request::Cursor::default().with_topic_name(topic()).with_partition_index(1),
+    ));
+    seeds.push(("describe_topic_partitions_v0".into(), frame(0, &req)));
+    for (v, epoch) in [(12, 0), (12, 1), (13, 1), (17, 2)] {
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_bytes(1 << 20)
+            .with_session_id(if epoch == 0 { 0 } else { 1 })
+            .with_session_epoch(epoch)
+            .with_topics(vec![FetchTopic::default().with_topic(topic()).with_partitions(vec![
+                FetchPartition::default().with_partition_max_bytes(1 << 20).with_current_leader_epoch(-1),
+            ])]);
+        seeds.push((format!("fetch_session_v{v}_epoch{epoch}"), frame(v, &req)));
+    }
     for (name, bytes) in &seeds {
         std::fs::write(format!("{dir}/{name}"), bytes).expect("write seed");
     }

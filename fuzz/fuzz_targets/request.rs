@@ -40,6 +40,7 @@ fn config() -> ServeConfig {
         partitions_per_request_max: 1000,
         groups_upstream: false,
         upstream_api_ranges: Vec::new(),
+        broker_properties: Default::default(),
         fleet: Default::default(),
     }
 }

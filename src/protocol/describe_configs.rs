@@ -443,12 +443,21 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
 }
 
 /// Whether logferry knows the topic (served here, or in the cluster's metadata).
-fn topic_known(ctx: &Context<'_>, name: &str) -> bool {
-    ctx.view.cluster.as_ref().is_some_and(|c| c.image.topic(name).is_some())
-        || ctx.view.partitions.keys().any(|tp| tp.topic == name)
+fn topic_known(ctx: &Context<'_>, local: &std::collections::BTreeSet<String>, name: &str) -> bool {
+    ctx.view.cluster.as_ref().is_some_and(|c| c.image.topic(name).is_some()) || local.contains(name)
 }
 
 pub fn handle(meta: &RequestMeta, req: &DescribeConfigsRequest, ctx: &mut Context<'_>) -> Outcome {
+    // Kafka has no bound here; one resource per topic is what `kafka-topics.sh` sends, so the
+    // request bound on partitions is as generous.
+    if req.resources.len() > ctx.config.partitions_per_request_max {
+        return Outcome::Close(format!(
+            "DescribeConfigs for {} resources exceeds partitions_per_request_max",
+            req.resources.len()
+        ));
+    }
+    // The local topic names once, not a walk of every partition per resource.
+    let local: std::collections::BTreeSet<String> = ctx.view.partitions.keys().map(|tp| tp.topic.clone()).collect();
     let mut results = Vec::with_capacity(req.resources.len());
     for r in &req.resources {
         let name = r.resource_name.as_str();
@@ -466,7 +475,7 @@ pub fn handle(meta: &RequestMeta, req: &DescribeConfigsRequest, ctx: &mut Contex
                 fail(TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed.".into())
             }
             RESOURCE_TOPIC if !valid_topic(name) => fail(INVALID_TOPIC, format!("Topic name \"{name}\" is illegal")),
-            RESOURCE_TOPIC if !topic_known(ctx, name) => {
+            RESOURCE_TOPIC if !topic_known(ctx, &local, name) => {
                 fail(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic {name} does not exist."))
             }
             RESOURCE_TOPIC => {

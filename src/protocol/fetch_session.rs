@@ -36,6 +36,12 @@ use kafka_protocol::messages::{FetchRequest, TopicName};
 pub const SESSION_CACHE_SLOTS_DEFAULT: usize = 1000;
 /// Kafka's `min.incremental.fetch.session.eviction.ms` (not configurable there either).
 pub const SESSION_EVICTION_MS: u64 = 120_000;
+/// Partitions held by all sessions together (about 150 bytes each): the broker bounds only the
+/// slot count, which with 20,000-partition sessions would let clients pin gigabytes here. A
+/// session that would cross it is not opened (answered as sessionless) or, when an incremental
+/// fetch grows it, dropped with FETCH_SESSION_ID_NOT_FOUND (the client starts over with a full
+/// fetch).
+pub const SESSION_PARTITIONS_TOTAL_MAX: usize = 1_000_000;
 
 pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
@@ -205,6 +211,11 @@ impl FetchSessions {
             self.sessions.remove(&id);
             return Err(None);
         }
+        if !req.topics.is_empty() && self.partitions_held() > SESSION_PARTITIONS_TOTAL_MAX {
+            self.sessions.remove(&id);
+            return Err(Some(FETCH_SESSION_ID_NOT_FOUND));
+        }
+        let Some(s) = self.sessions.get_mut(&id) else { return Err(Some(FETCH_SESSION_ID_NOT_FOUND)) };
         s.epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
         s.last_used = now;
         Ok(Mode::Incremental(id))
@@ -257,6 +268,9 @@ impl FetchSessions {
             }
         }
         if partitions.len() > self.partitions_max || !self.make_room(partitions.len(), now) {
+            return 0;
+        }
+        if self.partitions_held() + partitions.len() > SESSION_PARTITIONS_TOTAL_MAX {
             return 0;
         }
         let id = self.new_id();
@@ -328,6 +342,10 @@ impl FetchSessions {
             }
             None => false,
         }
+    }
+
+    fn partitions_held(&self) -> usize {
+        self.sessions.values().map(|s| s.partitions.len()).sum()
     }
 
     fn new_id(&mut self) -> i32 {

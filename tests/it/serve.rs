@@ -1076,3 +1076,56 @@ fn fetch_sessions_open_answer_only_news_and_refuse_stale_epochs() {
         assert!(t.elapsed() < Duration::from_secs(10));
     }
 }
+
+#[test]
+fn an_evicted_fetch_session_is_unknown_and_huge_describe_configs_close() {
+    let s = serve(&["--fetch-sessions-max", "1", "--partitions-per-request-max", "50"]);
+    let mut c = Client::connect(s.addr);
+    let id = topic_id_of(&mut c, "plain");
+    let open = |parts: &[i32]| {
+        let mut r = fetch_req("plain", id, 0, 0, 0).with_session_epoch(0);
+        r.topics[0].partitions = parts
+            .iter()
+            .map(|&p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1024)
+                    .with_current_leader_epoch(-1)
+                    .with_log_start_offset(-1)
+            })
+            .collect();
+        r
+    };
+    let a: FetchResponse = c.call(12, &open(&[0]));
+    assert!(a.session_id > 0);
+    // One slot: a session no larger than the cached one gets none; a larger one evicts it.
+    let same: FetchResponse = c.call(12, &open(&[1]));
+    assert_eq!(same.session_id, 0, "no room for an equal session");
+    let b: FetchResponse = c.call(12, &open(&[0, 1, 2]));
+    assert!(b.session_id > 0 && b.session_id != a.session_id);
+    let inc = |session: i32| {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_id(session)
+            .with_session_epoch(1)
+    };
+    let r: FetchResponse = c.call(12, &inc(a.session_id));
+    assert_eq!(r.error_code, 70, "the evicted session is unknown");
+    let r: FetchResponse = c.call(12, &inc(b.session_id));
+    assert_eq!((r.error_code, r.session_id), (0, b.session_id));
+    // DescribeConfigs naming more resources than the request bound closes the connection.
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let many: Vec<DescribeConfigsResource> = (0..51)
+        .map(|i| {
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(format!("t{i}")))
+        })
+        .collect();
+    let f = c.frame(4, &DescribeConfigsRequest::default().with_resources(many));
+    c.s.write_all(&f).unwrap();
+    assert!(c.read_frame().is_err(), "closed");
+}
