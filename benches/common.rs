@@ -12,7 +12,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
-fn uvarint(b: &[u8], at: &mut usize) -> u64 {
+/// An unsigned varint (Kafka's compact lengths) at `at`, advancing it.
+pub fn uvarint(b: &[u8], at: &mut usize) -> u64 {
     let mut v = 0u64;
     let mut shift = 0;
     loop {

@@ -30,23 +30,10 @@ fn auth_bytes(b: &[u8]) -> (i16, Vec<u8>) {
     let mut at = 4 + 1; // correlation id, header tags
     let error = i16::from_be_bytes([b[at], b[at + 1]]);
     at += 2;
-    let msg = uvarint(b, &mut at) as usize;
+    let msg = common::uvarint(b, &mut at) as usize;
     at += msg.saturating_sub(1);
-    let len = uvarint(b, &mut at) as usize - 1;
+    let len = common::uvarint(b, &mut at) as usize - 1;
     (error, b[at..at + len].to_vec())
-}
-
-fn uvarint(b: &[u8], at: &mut usize) -> u64 {
-    let (mut v, mut shift) = (0u64, 0);
-    loop {
-        let x = b[*at];
-        *at += 1;
-        v |= u64::from(x & 0x7f) << shift;
-        if x & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
 }
 
 struct Client {
