@@ -144,6 +144,34 @@ fn main() {
             ])]);
         seeds.push((format!("fetch_session_v{v}_epoch{epoch}"), frame(v, &req)));
     }
+    // KIP-848: a join, a heartbeat that owns a partition, a regex join, a leave, a describe.
+    for v in 0..=1 {
+        let join = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group())
+            .with_member_id(s(if v == 0 { "" } else { "m1" }))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![topic()]))
+            .with_server_assignor(Some(s("uniform")))
+            .with_topic_partitions(Some(vec![]));
+        seeds.push((format!("consumer_group_heartbeat_v{v}_join"), frame(v, &join)));
+        let owned = vec![consumer_group_heartbeat_request::TopicPartitions::default().with_partitions(vec![0, 1])];
+        let beat = join.clone().with_member_epoch(1).with_rebalance_timeout_ms(-1).with_topic_partitions(Some(owned));
+        seeds.push((format!("consumer_group_heartbeat_v{v}_beat"), frame(v, &beat)));
+        let leave = join.clone().with_member_epoch(-1);
+        seeds.push((format!("consumer_group_heartbeat_v{v}_leave"), frame(v, &leave)));
+        let req = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![group()])
+            .with_include_authorized_operations(true);
+        seeds.push((format!("consumer_group_describe_v{v}"), frame(v, &req)));
+    }
+    let regex = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group())
+        .with_member_id(s("m2"))
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_regex(Some(s("pl.*")))
+        .with_topic_partitions(Some(vec![]));
+    seeds.push(("consumer_group_heartbeat_v1_regex".into(), frame(1, &regex)));
     for (name, bytes) in &seeds {
         std::fs::write(format!("{dir}/{name}"), bytes).expect("write seed");
     }

@@ -46,6 +46,8 @@ complete -c logferry -n '__fish_seen_subcommand_from serve' -l offset-metadata-b
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l group-initial-rebalance-delay-ms -x -d 'how long a new group waits for more members before its first generation, in m...'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l group-session-timeout-ms-min -x -d 'smallest session timeout a member may ask for, in milliseconds'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l group-session-timeout-ms-max -x -d 'largest session timeout a member may ask for, in milliseconds'
+complete -c logferry -n '__fish_seen_subcommand_from serve' -l group-consumer-session-timeout-ms -x -d 'session timeout of KIP-848'
+complete -c logferry -n '__fish_seen_subcommand_from serve' -l group-consumer-heartbeat-interval-ms -x -d 'heartbeat interval given to KIP-848 members, in milliseconds'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l offsets-retention-ms -x -d 'committed offsets of groups without members are deleted this long after their...'
 complete -c logferry -n '__fish_seen_subcommand_from dump' -l help -d 'display usage information'
 complete -c logferry -n '__fish_seen_subcommand_from dump' -l deep -d 'also print one line per record'

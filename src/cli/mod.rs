@@ -227,6 +227,16 @@ pub struct ServeArgs {
     #[argh(option, default = "1_800_000")]
     pub group_session_timeout_ms_max: i32,
 
+    /// session timeout of KIP-848 (group.protocol=consumer) members, in milliseconds (Kafka's
+    /// group.consumer.session.timeout.ms; default 45000)
+    #[argh(option, default = "45_000")]
+    pub group_consumer_session_timeout_ms: u64,
+
+    /// heartbeat interval given to KIP-848 members, in milliseconds (Kafka's
+    /// group.consumer.heartbeat.interval.ms; default 5000)
+    #[argh(option, default = "5_000")]
+    pub group_consumer_heartbeat_interval_ms: u64,
+
     /// committed offsets of groups without members are deleted this long after their last
     /// commit, in milliseconds (Kafka's offsets.retention.minutes; default 604800000, 7 days)
     #[argh(option, default = "604_800_000")]

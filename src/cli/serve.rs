@@ -364,7 +364,16 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return fail(format!("{name} must be at least 1"));
         }
     }
+    let (hb_ms, session_ms) = (args.group_consumer_heartbeat_interval_ms, args.group_consumer_session_timeout_ms);
+    if hb_ms == 0 || hb_ms >= session_ms || session_ms > i32::MAX as u64 {
+        return fail(format!(
+            "--group-consumer-heartbeat-interval-ms ({hb_ms}) must be positive and below \
+             --group-consumer-session-timeout-ms ({session_ms})"
+        ));
+    }
     let group_config = GroupConfig {
+        consumer_session_timeout_ms: session_ms,
+        consumer_heartbeat_interval_ms: hb_ms,
         groups_max: args.groups_max,
         members_per_group_max: args.group_members_max,
         session_timeout_ms_min: args.group_session_timeout_ms_min,

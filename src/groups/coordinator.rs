@@ -46,6 +46,10 @@ pub struct GroupConfig {
     pub session_timeout_ms_max: i32,
     /// Kafka's `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
     pub initial_rebalance_delay_ms: u64,
+    /// Kafka's `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub consumer_session_timeout_ms: u64,
+    /// Kafka's `group.consumer.heartbeat.interval.ms` (KIP-848 groups).
+    pub consumer_heartbeat_interval_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -58,6 +62,8 @@ impl Default for GroupConfig {
             session_timeout_ms_min: 6_000,
             session_timeout_ms_max: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }

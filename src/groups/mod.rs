@@ -1,13 +1,14 @@
-//! Consumer groups: logferry as the group coordinator of the classic protocol, with committed
-//! offsets kept crash-safely in its own state directory.
+//! Consumer groups: logferry as the group coordinator of the classic protocol and of KIP-848's
+//! consumer protocol, with committed offsets kept crash-safely in its own state directory.
 //!
-//! Owns the pairing of the two halves: [`coordinator`] (membership and rebalances, pure state)
-//! and [`store`] (the durable offsets file), plus the rules that need both — the group and
+//! Owns the pairing of the halves: [`coordinator`] (classic membership and rebalances, pure
+//! state), [`consumer`] (KIP-848 member epochs and server-side assignors, pure state) and [`store`] (the durable offsets file), plus the rules that need both — the group and
 //! metadata limits of OffsetCommit and the expiry of offsets of groups nobody uses any more
 //! (Kafka's `offsets.retention.minutes`, 7 days by default, counted from the last commit).
 //! The Kafka API handlers (`protocol::{find_coordinator, join_group, …}`) only translate between
 //! wire messages and these calls.
 
+pub mod consumer;
 pub mod coordinator;
 pub mod store;
 
@@ -15,6 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use crate::protocol::error_code;
+pub use consumer::{ConsumerCoordinator, ConsumerGroupConfig};
 pub use coordinator::{Coordinator, GroupConfig, GroupState, Waiter};
 pub use store::{Committed, OffsetStore, Recovery, StoreError};
 
@@ -42,6 +44,8 @@ impl Default for OffsetLimits {
 
 pub struct Groups {
     pub coordinator: Coordinator,
+    /// KIP-848 (`group.protocol=consumer`) groups; their offsets share the store.
+    pub consumer: ConsumerCoordinator,
     pub store: OffsetStore,
     pub limits: OffsetLimits,
     last_tick: Instant,
@@ -66,7 +70,20 @@ impl Groups {
                 rec.records_skipped
             );
         }
-        Ok(Groups { coordinator: Coordinator::new(config), store, limits, last_tick: now, last_retention_check: now })
+        let consumer = ConsumerCoordinator::new(ConsumerGroupConfig {
+            session_timeout_ms: config.consumer_session_timeout_ms,
+            heartbeat_interval_ms: config.consumer_heartbeat_interval_ms,
+            groups_max: config.groups_max,
+            members_per_group_max: config.members_per_group_max,
+        });
+        Ok(Groups {
+            coordinator: Coordinator::new(config),
+            consumer,
+            store,
+            limits,
+            last_tick: now,
+            last_retention_check: now,
+        })
     }
 
     /// Runs the coordinator's timers when due and, less often, offset retention.
@@ -74,6 +91,7 @@ impl Groups {
         if now.duration_since(self.last_tick) >= TICK_INTERVAL {
             self.last_tick = now;
             self.coordinator.tick(now);
+            self.consumer.tick(now);
         }
         if now.duration_since(self.last_retention_check) >= RETENTION_CHECK_INTERVAL {
             self.last_retention_check = now;
@@ -83,7 +101,7 @@ impl Groups {
 
     /// When the next tick is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        (self.coordinator.group_count() > 0).then_some(self.last_tick + TICK_INTERVAL)
+        (self.coordinator.group_count() + self.consumer.group_count() > 0).then_some(self.last_tick + TICK_INTERVAL)
     }
 
     /// Deletes offsets older than the retention of groups that have no live members.
@@ -91,7 +109,8 @@ impl Groups {
         let retention = self.limits.retention_ms as i64;
         let mut doomed = Vec::new();
         for (g, offs) in self.store.groups() {
-            let live = matches!(self.coordinator.state(g), Some(s) if s != GroupState::Empty);
+            let live =
+                matches!(self.coordinator.state(g), Some(s) if s != GroupState::Empty) || self.consumer.has_members(g);
             if live {
                 continue;
             }

@@ -2,7 +2,8 @@
 //!
 //! Members' subscription metadata and assignments are shown when the group is Stable, as Kafka
 //! does. A group with only committed offsets is Empty with no members; a group logferry does not
-//! know is "Dead" (v0–5) or GROUP_ID_NOT_FOUND with a message (v6+), like a Kafka 4 broker.
+//! know, or a KIP-848 group, is "Dead" (v0–5) or GROUP_ID_NOT_FOUND with a message (v6+), like
+//! a Kafka 4 broker.
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
@@ -17,6 +18,16 @@ pub fn handle(meta: &RequestMeta, req: &DescribeGroupsRequest, ctx: &mut Context
         let mut d = DescribedGroup::default().with_group_id(gid.clone()).with_authorized_operations(i32::MIN);
         if let Some(code) = ctx.group_denied(crate::auth::acl::Operation::Describe, gid) {
             d = d.with_error_code(code);
+        } else if ctx.groups.consumer.state(gid).is_some() {
+            // A KIP-848 group is described by ConsumerGroupDescribe.
+            if v >= 6 {
+                ctx.note_error(error_code::GROUP_ID_NOT_FOUND);
+                let msg = format!("Group {} is not a classic group.", gid.as_str());
+                d = d
+                    .with_error_code(error_code::GROUP_ID_NOT_FOUND)
+                    .with_error_message(Some(StrBytes::from_string(msg)));
+            }
+            d = d.with_group_state(StrBytes::from_static_str("Dead"));
         } else if let Some(g) = ctx.groups.coordinator.describe(gid) {
             d = d
                 .with_group_state(StrBytes::from_static_str(g.state.name()))

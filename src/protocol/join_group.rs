@@ -31,6 +31,16 @@ pub fn handle(meta: &RequestMeta, req: JoinGroupRequest, ctx: &mut Context<'_>, 
             .with_member_id(req.member_id.clone());
         return respond(meta, &r);
     }
+    if ctx.groups.consumer.has_members(&req.group_id) {
+        // A live KIP-848 group: classic members may not join it (the broker's online migration
+        // between the protocols is not built here).
+        ctx.note_error(super::error_code::INCONSISTENT_GROUP_PROTOCOL);
+        let r = JoinGroupResponse::default()
+            .with_error_code(super::error_code::INCONSISTENT_GROUP_PROTOCOL)
+            .with_generation_id(-1)
+            .with_member_id(req.member_id.clone());
+        return respond(meta, &r);
+    }
     let jr = JoinRequest {
         group_id: req.group_id.to_string(),
         session_timeout_ms: req.session_timeout_ms,

@@ -1,6 +1,7 @@
 //! ListGroups (key 16, v0–5): the groups logferry coordinates — those with live members and
 //! those that only have committed offsets (state Empty, protocol type unknown to a restarted
-//! logferry, so ""). v4 filters by state (case-insensitive), v5 by type (all are "classic").
+//! logferry, so "") — and the KIP-848 groups (protocol type "consumer", type "consumer"). v4
+//! filters by state (case-insensitive), v5 by type.
 
 use std::collections::BTreeMap;
 
@@ -14,12 +15,15 @@ use super::{respond, Context, Outcome, RequestMeta};
 
 pub fn handle(meta: &RequestMeta, req: &ListGroupsRequest, ctx: &mut Context<'_>) -> Outcome {
     let v = meta.api_version;
-    let mut groups: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, (String, &'static str, &'static str)> = BTreeMap::new();
     for (g, _) in ctx.groups.store.groups() {
-        groups.insert(g.clone(), (String::new(), "Empty"));
+        groups.insert(g.clone(), (String::new(), "Empty", "classic"));
     }
     for (g, ptype, state) in ctx.groups.coordinator.list() {
-        groups.insert(g, (ptype, state.name()));
+        groups.insert(g, (ptype, state.name(), "classic"));
+    }
+    for (g, state) in ctx.groups.consumer.list() {
+        groups.insert(g, ("consumer".to_string(), state.name(), "consumer"));
     }
     let states: Vec<String> =
         if v >= 4 { req.states_filter.iter().map(|s| s.to_lowercase()).collect() } else { Vec::new() };
@@ -31,9 +35,9 @@ pub fn handle(meta: &RequestMeta, req: &ListGroupsRequest, ctx: &mut Context<'_>
     groups.retain(|g, _| every || ctx.allowed(Operation::Describe, Resource::Group, g));
     let listed = groups
         .into_iter()
-        .filter(|(_, (_, st))| states.is_empty() || states.contains(&st.to_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-        .map(|(g, (ptype, st))| {
+        .filter(|(_, (_, st, _))| states.is_empty() || states.contains(&st.to_lowercase()))
+        .filter(|(_, (_, _, ty))| types.is_empty() || types.iter().any(|t| t == ty))
+        .map(|(g, (ptype, st, ty))| {
             let mut l = ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(g)))
                 .with_protocol_type(StrBytes::from_string(ptype));
@@ -41,7 +45,7 @@ pub fn handle(meta: &RequestMeta, req: &ListGroupsRequest, ctx: &mut Context<'_>
                 l = l.with_group_state(StrBytes::from_static_str(st));
             }
             if v >= 5 {
-                l = l.with_group_type(StrBytes::from_static_str("classic"));
+                l = l.with_group_type(StrBytes::from_static_str(ty));
             }
             l
         })

@@ -22,6 +22,8 @@
 //! does). Write APIs get a log line saying logferry is read-only.
 
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -87,6 +89,11 @@ pub mod error_code {
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+    pub const STALE_MEMBER_EPOCH: i16 = 113;
+    pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 }
 
@@ -113,6 +120,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
@@ -276,7 +285,7 @@ pub fn advertised_range(config: &ServeConfig, key: ApiKey) -> Option<(i16, i16)>
 
 /// The APIs relayed to the upstream broker with `--groups upstream`: the cluster's group
 /// coordinator answers them, committed offsets live in its `__consumer_offsets`.
-pub const RELAYED_GROUP_APIS: [ApiKey; 9] = [
+pub const RELAYED_GROUP_APIS: [ApiKey; 11] = [
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,
@@ -286,6 +295,8 @@ pub const RELAYED_GROUP_APIS: [ApiKey; 9] = [
     ApiKey::OffsetFetch,
     ApiKey::ListGroups,
     ApiKey::DescribeGroups,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 /// The client's answer from the broker's answer to a relayed request (`body` excludes the size
@@ -712,6 +723,14 @@ pub fn handle_request(frame: Bytes, ctx: &mut Context<'_>, now: Instant) -> (Opt
             Ok(req) => describe_log_dirs::handle(&meta, &req, ctx),
             Err(e) => Outcome::Close(e),
         },
+        ApiKey::ConsumerGroupHeartbeat => match decode_body(&mut buf, &meta) {
+            Ok(req) => consumer_group_heartbeat::handle(&meta, &req, ctx, now),
+            Err(e) => Outcome::Close(e),
+        },
+        ApiKey::ConsumerGroupDescribe => match decode_body(&mut buf, &meta) {
+            Ok(req) => consumer_group_describe::handle(&meta, &req, ctx),
+            Err(e) => Outcome::Close(e),
+        },
         // Reached only outside a SASL exchange (the session answers those first): a PLAINTEXT
         // or SSL listener, or a SASL connection already authenticated without re-authentication.
         ApiKey::SaslHandshake => match decode_body(&mut buf, &meta) {
@@ -780,6 +799,14 @@ fn relay_allowed(meta: &RequestMeta, mut body: Bytes, ctx: &Context<'_>) -> bool
         },
         ApiKey::DescribeGroups => match decode_body::<DescribeGroupsRequest>(&mut body, meta) {
             Ok(r) => (Operation::Describe, r.groups.iter().map(|g| g.to_string()).collect()),
+            Err(_) => return false,
+        },
+        ApiKey::ConsumerGroupHeartbeat => match decode_body::<ConsumerGroupHeartbeatRequest>(&mut body, meta) {
+            Ok(r) => (Operation::Read, vec![r.group_id.to_string()]),
+            Err(_) => return false,
+        },
+        ApiKey::ConsumerGroupDescribe => match decode_body::<ConsumerGroupDescribeRequest>(&mut body, meta) {
+            Ok(r) => (Operation::Describe, r.group_ids.iter().map(|g| g.to_string()).collect()),
             Err(_) => return false,
         },
         _ => return true,

@@ -2,7 +2,9 @@
 //!
 //! Owns the per-partition checks and the hand-over to the store: the request is first checked
 //! against the group (generation, member, rebalance state; Kafka's `validateOffsetCommit`, see
-//! [`crate::groups::coordinator::Coordinator::validate_commit`]), then each partition: unknown to
+//! [`crate::groups::coordinator::Coordinator::validate_commit`], or for a KIP-848 group the
+//! member epoch, [`crate::groups::consumer::ConsumerCoordinator::validate_commit`]), then each
+//! partition: unknown to
 //! logferry (and, in a fleet, to the cluster) → UNKNOWN_TOPIC_OR_PARTITION; metadata above `metadata_bytes_max` →
 //! OFFSET_METADATA_TOO_LARGE; a new group beyond the offsets' `groups_max` →
 //! COORDINATOR_NOT_AVAILABLE. Accepted offsets (with leader epoch, v6+, and metadata) go to the
@@ -38,6 +40,11 @@ pub fn handle(meta: &RequestMeta, req: &OffsetCommitRequest, ctx: &mut Context<'
         Err(code)
     } else if !ctx.coordinates(group) {
         Err(error_code::NOT_COORDINATOR)
+    } else if let Some(r) =
+        ctx.groups.consumer.validate_commit(group, req.generation_id_or_member_epoch, &req.member_id)
+    {
+        // A KIP-848 group: the member epoch stands where the generation was.
+        r
     } else {
         ctx.groups.coordinator.validate_commit(
             group,

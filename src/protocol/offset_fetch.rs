@@ -3,6 +3,7 @@
 //! Owns both request shapes: v1–7 name one group (topics null = every committed partition, v2+),
 //! v8–9 a batch of groups. A partition without a committed offset answers offset −1, empty
 //! metadata, error NONE, as Kafka does; the leader epoch (v5+) is the committed one or −1.
+//! v9 members of a KIP-848 group are checked (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH).
 //! `require_stable` (v7+) needs nothing: logferry has no pending transactional commits. When
 //! commits of this loop turn are not yet on disk the response waits for the store's sync
 //! ([`Outcome::RespondAfterSync`]), so nobody reads an offset a crash could still take back.
@@ -78,7 +79,16 @@ pub fn handle(meta: &RequestMeta, req: &OffsetFetchRequest, ctx: &mut Context<'_
                 .topics
                 .as_ref()
                 .map(|ts| ts.iter().map(|t| (t.name.to_string(), t.partition_indexes.clone())).collect());
-            let topics = match authorized(ctx, g.group_id.as_str(), g.topics.is_some(), wanted(offs, topics)) {
+            let member = if v >= 9 && ctx.groups.consumer.state(g.group_id.as_str()).is_some() {
+                // A KIP-848 member reads its group's offsets at its current member epoch.
+                let id = g.member_id.as_deref().unwrap_or_default();
+                ctx.groups.consumer.validate_fetch(g.group_id.as_str(), id, g.member_epoch)
+            } else {
+                Ok(())
+            };
+            let topics = match member
+                .and_then(|()| authorized(ctx, g.group_id.as_str(), g.topics.is_some(), wanted(offs, topics)))
+            {
                 Ok(t) => t,
                 Err(code) => {
                     errors.push(code);

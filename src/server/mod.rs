@@ -1599,8 +1599,10 @@ impl Server {
                 Err(_) => break true,
             }
             // Counted at scrape time: per-turn work must not walk every group.
-            self.metrics.groups.set(self.groups.coordinator.group_count() as i64);
-            self.metrics.group_members.set(self.groups.coordinator.member_count() as i64);
+            let groups = self.groups.coordinator.group_count() + self.groups.consumer.group_count();
+            let members = self.groups.coordinator.member_count() + self.groups.consumer.member_count();
+            self.metrics.groups.set(groups as i64);
+            self.metrics.group_members.set(members as i64);
             let Some(Some(c)) = self.metrics_conns.get_mut(i) else { return };
             let response = match metrics::parse_http(&c.rbuf) {
                 HttpAsk::Incomplete => continue,

@@ -207,3 +207,110 @@ def test_offsets_are_only_in_the_state_dir(kafka, tmp_path):
         ferry.stop()
     assert os.path.getsize(state / "offsets.log") > 8
     assert not [f for f in os.listdir(kafka.log_dir) if "offsets.log" in f or f == "lock"]
+
+
+def consumer_groups(bootstrap, *args):
+    from test_security import tool
+    return tool("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", ["--bootstrap-server", bootstrap, *args])
+
+
+def table(out):
+    """The rows of a kafka-consumer-groups.sh table as dicts by column header."""
+    rows, header = [], None
+    for line in out.splitlines():
+        cells = line.split()
+        if not cells:
+            continue
+        if cells[0] == "GROUP":
+            header = cells
+        elif header and len(cells) == len(header):
+            rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def group_view(bootstrap, group):
+    """(state, assignor, sorted partition counts of the members), as kafka-consumer-groups.sh
+    prints them (ConsumerGroupDescribe first, as the Kafka 4 admin client does)."""
+    state = table(consumer_groups(bootstrap, "--describe", "--group", group, "--state"))
+    members = table(consumer_groups(bootstrap, "--describe", "--group", group, "--members"))
+    if not state:
+        return None, None, []
+    return state[0]["STATE"], state[0]["ASSIGNMENT-STRATEGY"], sorted(int(m["#PARTITIONS"]) for m in members)
+
+
+def ends_of(lines):
+    ends = {}
+    for l in lines:
+        p, off = offset_of(l)
+        ends[p] = max(ends.get(p, 0), off + 1)
+    return ends
+
+
+def test_kip848_members_split_commit_resume_and_replace_a_dead_one(kafka, produced, tmp_path):
+    """KIP-848 (group.protocol=consumer) against logferry's own coordinator: two Java members
+    split the topic (the server's uniform assignor, revocation before assignment) and commit;
+    after both leave, a franz-go member (ServerSideBalancer) resumes from the commits; a Java
+    member joins it and, when the franz-go member is SIGKILLed, takes all partitions once its
+    session (6 s here) times out. Every produced record is consumed, none invented."""
+    ferry = Ferry([kafka.log_dir], extra=["--group-consumer-session-timeout-ms", "6000",
+                                          "--group-consumer-heartbeat-interval-ms", "500"])
+    group = "g-kip848"
+    members = []
+
+    def member(client):
+        m = clients.GroupMember(client, ferry.bootstrap, TOPIC, group, str(tmp_path / f"{len(members)}-{client}.out"))
+        members.append(m)
+        return m
+
+    def detail():
+        return "\n".join(f"--- {m.client} alive={m.alive()}\n{m.stderr_tail()}" for m in members) + \
+            "\n--- logferry\n" + "\n".join(ferry.log[-30:])
+
+    def settled(counts):
+        def check():
+            state, assignor, got = group_view(ferry.bootstrap, group)
+            return state == "Stable" and assignor == "uniform" and got == counts
+        return check
+
+    try:
+        writer = produced.in_background()
+        a, b = member("java-848"), member("java-848")
+        wait_for(settled([3, 3]), 120, "two consumer-protocol members with 3 partitions each", detail)
+        writer.join(120)
+        wait_for(lambda: not covered(members, produced.lines)[0], 120, "round 1 consumed", detail)
+        assert a.lines() and b.lines(), "both members consumed"
+        ends = ends_of(produced.lines)
+        wait_for(lambda: all(committed_offsets(ferry.bootstrap, group).get(p, -1) >= e for p, e in ends.items()), 60,
+                 "commits up to the end of round 1", detail)
+        a.stop()
+        b.stop()
+        acked = committed_offsets(ferry.bootstrap, group)
+
+        # A third member resumes from the commits.
+        produced.round()
+        c = member("franz-go-848")
+        wait_for(lambda: not covered(members, produced.lines)[0], 120, "round 2 consumed by the third member", detail)
+        for line in c.lines():
+            p, off = offset_of(line)
+            assert off >= acked[p], f"partition {p} re-read from {off}, below the committed {acked[p]}"
+        wait_for(settled([6]), 60, "the franz-go member alone with 6 partitions", detail)
+
+        # A fourth joins; the third is SIGKILLed and replaced after its session times out.
+        d = member("java-848")
+        wait_for(settled([3, 3]), 120, "franz-go and Java sharing the topic", detail)
+        c.kill()
+        killed = time.monotonic()
+        produced.round()
+        wait_for(settled([6]), 60, "the Java member to take over the dead member's partitions", detail)
+        assert time.monotonic() - killed >= 5, "partitions moved before the dead member's session ended"
+        wait_for(lambda: not covered(members, produced.lines)[0], 120, "round 3 consumed", detail)
+        assert d.lines()
+    finally:
+        for m in members:
+            m.stop()
+        ferry.stop()
+    missing, invented = covered(members, produced.lines)
+    assert not missing, f"{len(missing)} produced records never consumed, e.g. {missing[:3]}"
+    assert not invented, f"{len(invented)} consumed records were never produced, e.g. {invented[:3]}"
+    bad = [l for l in ferry.warnings() if "WARN" in l and "closing" in l]
+    assert not bad, "\n".join(bad[-10:])

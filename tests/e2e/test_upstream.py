@@ -192,6 +192,37 @@ def test_one_group_across_the_broker_and_logferry(cluster, ferry, tmp_path, on_b
         moved.stop()
 
 
+def test_a_kip848_group_is_the_clusters(cluster, ferry, tmp_path):
+    """group.protocol=consumer with --groups upstream: ConsumerGroupHeartbeat and
+    ConsumerGroupDescribe are relayed, so one Java member on the broker and a Java and a franz-go
+    member through logferry are one KIP-848 group of the cluster's coordinator; kafka-consumer-groups.sh
+    shows the same group through either; the commits are the cluster's."""
+    from test_groups import group_view
+    topic, group = "up-grouped-848", "up-group-848"
+    clients.produce(cluster.bootstrap, "grouped", topic, 12, seed=31)  # creates it
+    members = [clients.GroupMember("java-848", cluster.bootstrap, topic, group, str(tmp_path / "broker.out"))]
+    members += [clients.GroupMember(c, ferry.bootstrap, topic, group, str(tmp_path / f"{i}-{c}.out"))
+                for i, c in enumerate(["java-848", "franz-go-848"])]
+    try:
+        def detail():
+            return "\n".join(f"--- {m.client} alive={m.alive()}\n{m.stderr_tail()}" for m in members) + \
+                "\n--- logferry warnings\n" + "\n".join(ferry.warnings()[-20:])
+
+        want = ("Stable", "uniform", [2, 2, 2])
+        wait_for(lambda: group_view(cluster.bootstrap, group) == want, 120, "one KIP-848 group of 3 members", detail)
+        assert group_view(ferry.bootstrap, group) == want, "the same group through logferry"
+        clients.produce(cluster.bootstrap, "grouped", topic, 300, seed=32)
+        ends = clients.end_offsets(cluster.bootstrap, topic)
+        everything = {(p, o) for p, end in ends.items() for o in range(end)}
+        wait_for(lambda: seen(members) >= everything, 120, "every record consumed by the group", detail)
+        assert all(m.lines() for m in members), detail()
+        wait_for(lambda: committed(cluster.bootstrap, group, topic) == ends, 60, "the group's offsets on the broker",
+                 detail)
+    finally:
+        for m in members:
+            m.stop()
+
+
 def test_broker_stopped_and_restarted_under_logferry(cluster, ferry):
     clients.produce(cluster.bootstrap, "plain", "up-restart", 50, seed=5)
     same_end_offsets(cluster, ferry, "up-restart", 20)

@@ -147,17 +147,21 @@ class GroupMember:
     with its output going to a file, so lines printed before a SIGKILL are kept."""
 
     def __init__(self, client, bootstrap, topic, group, out_path, timeout_s=600):
+        # "java-848", "franz-go-848": the same client with KIP-848's consumer protocol.
         self.client = client
+        self.protocol = "consumer" if client.endswith("-848") else "classic"
         self.out_path = out_path
         self.err_path = out_path + ".err"
-        self.cmd = command(client, bootstrap, topic, "read_uncommitted", timeout_s, f"group:{group}")
+        self.cmd = command(client.removesuffix("-848"), bootstrap, topic, "read_uncommitted", timeout_s,
+                           f"group:{group}")
         self.restarts = 0
         self._spawn("wb")
 
     def _spawn(self, mode):
         self.out = open(self.out_path, mode)
         self.err = open(self.err_path, mode)
-        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=self.err)
+        env = {**os.environ, "LOGFERRY_GROUP_PROTOCOL": self.protocol}
+        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=self.err, env=env)
 
     def restart(self):
         """Starts the member again (same group, output appended), as a supervisor would."""

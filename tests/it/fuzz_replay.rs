@@ -161,3 +161,25 @@ fn upstream_login_corpus() {
         assert_eq!(got, Some(want), "{seed}");
     }
 }
+
+#[test]
+fn consumer_group_corpus_and_random_runs() {
+    let inputs = files("fuzz/corpus/consumer_group");
+    assert!(inputs.len() >= 4);
+    for path in inputs {
+        logferry::groups::consumer::fuzz_heartbeats(&std::fs::read(&path).unwrap());
+    }
+    // And 300 pseudo-random runs of 200 steps (xorshift, fixed seed): the rules hold in each.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..300 {
+        let run: Vec<u8> = (0..600)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        logferry::groups::consumer::fuzz_heartbeats(&run);
+    }
+}

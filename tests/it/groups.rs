@@ -247,3 +247,130 @@ fn acknowledged_commits_survive_sigkill() {
         t.join().unwrap();
     }
 }
+
+/// KIP-848 heartbeats, describes and commits over the wire against the local coordinator: two
+/// members split a topic with revocation before assignment, the broker's errors for bad epochs
+/// and bad requests, a classic join refused, and a member expiring after its session.
+#[test]
+fn kip848_heartbeats_split_fence_and_expire() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use std::collections::BTreeSet;
+    let srv = serve(&["--group-consumer-session-timeout-ms", "2000", "--group-consumer-heartbeat-interval-ms", "500"]);
+    let mut c = Client::connect(srv.addr);
+    let id = crate::serve::topic_id_of(&mut c, "plain");
+    let md: MetadataResponse = c.call(12, &MetadataRequest::default().with_topics(None));
+    let count =
+        md.topics.iter().find(|t| t.name.as_ref().map(|n| n.as_str()) == Some("plain")).unwrap().partitions.len();
+    assert!(count >= 2, "the fixture's topic has partitions to split");
+    let join = |member: &str| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(gid("g848"))
+            .with_member_id(s(member))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(10_000)
+            .with_subscribed_topic_names(Some(vec![topic("plain")]))
+            .with_topic_partitions(Some(vec![]))
+    };
+    let beat = |member: &str, epoch: i32, owned: Option<&BTreeSet<i32>>| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(gid("g848"))
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1)
+            .with_topic_partitions(owned.map(|o| {
+                vec![TopicPartitions::default().with_topic_id(id).with_partitions(o.iter().copied().collect())]
+            }))
+    };
+    let parts = |r: &ConsumerGroupHeartbeatResponse| -> Option<BTreeSet<i32>> {
+        r.assignment.as_ref().map(|a| a.topic_partitions.iter().flat_map(|t| t.partitions.iter().copied()).collect())
+    };
+    let a = c.call(1, &join("member-a"));
+    assert_eq!((a.error_code, a.member_epoch, a.heartbeat_interval_ms), (0, 1, 500));
+    let all = parts(&a).expect("the first answer carries the assignment");
+    assert_eq!(all.len(), count);
+    // v0: the coordinator names the member.
+    let b = c.call(0, &join(""));
+    assert_eq!((b.error_code, b.member_epoch), (0, 2));
+    let b_id = b.member_id.clone().unwrap().to_string();
+    assert!(!b_id.is_empty());
+    assert_eq!(parts(&b), Some(BTreeSet::new()), "nothing is free until a revokes");
+    // a must give up half and keeps epoch 1 until it has.
+    let r = c.call(1, &beat("member-a", 1, Some(&all)));
+    assert_eq!(r.member_epoch, 1);
+    let kept = parts(&r).expect("revocation");
+    assert_eq!(kept.len(), count - count / 2);
+    let r = c.call(1, &beat("member-a", 1, Some(&kept)));
+    assert_eq!((r.error_code, r.member_epoch), (0, 2));
+    let r = c.call(1, &beat(&b_id, 2, None));
+    let given = parts(&r).expect("the released partitions");
+    assert!(given.is_disjoint(&kept) && given.len() + kept.len() == count);
+
+    // The broker's errors.
+    assert_eq!(c.call(1, &beat("member-a", 7, None)).error_code, 110, "FENCED_MEMBER_EPOCH");
+    assert_eq!(c.call(1, &beat("nobody", 3, None)).error_code, 25, "UNKNOWN_MEMBER_ID");
+    assert_eq!(c.call(1, &join("member-c").with_server_assignor(Some(s("sticky")))).error_code, 112);
+    assert_eq!(c.call(1, &join("member-c").with_subscribed_topic_regex(Some(s("(")))).error_code, 128);
+    assert_eq!(c.call(1, &beat("member-a", -3, None)).error_code, 42, "INVALID_REQUEST");
+    assert_eq!(c.call(1, &join("member-c").with_rebalance_timeout_ms(-1)).error_code, 42);
+    // A classic member may not join a live consumer-protocol group.
+    assert_eq!(c.call(5, &join_req("g848", "", 5)).error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+
+    // ConsumerGroupDescribe: the group, and GROUP_ID_NOT_FOUND for the rest (the admin client
+    // then asks DescribeGroups).
+    let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![gid("g848"), gid("no-such-group")]);
+    let d: ConsumerGroupDescribeResponse = c.call(1, &req);
+    let g = &d.groups[0];
+    assert_eq!((g.error_code, g.group_state.as_str(), g.group_epoch, g.assignment_epoch), (0, "Stable", 2, 2));
+    assert_eq!(g.assignor_name.as_str(), "uniform");
+    assert_eq!(g.members.len(), 2);
+    for m in &g.members {
+        assert_eq!((m.member_epoch, m.member_type), (2, 1));
+        assert_eq!(m.assignment.topic_partitions[0].topic_name.as_str(), "plain");
+        assert_eq!(m.assignment, m.target_assignment);
+    }
+    assert_eq!(d.groups[1].error_code, 69);
+    let l: ListGroupsResponse = c.call(5, &ListGroupsRequest::default().with_types_filter(vec![s("consumer")]));
+    let listed: Vec<(&str, &str, &str)> =
+        l.groups.iter().map(|g| (g.group_id.as_str(), g.group_state.as_str(), g.group_type.as_str())).collect();
+    assert_eq!(listed, [("g848", "Stable", "consumer")]);
+    let dg: DescribeGroupsResponse = c.call(5, &DescribeGroupsRequest::default().with_groups(vec![gid("g848")]));
+    assert_eq!(dg.groups[0].group_state.as_str(), "Dead", "not a classic group");
+
+    // Commits carry the member epoch (OffsetCommit v9, OffsetFetch v9).
+    let commit = |epoch: i32| commit_req("g848", epoch, "member-a", 5);
+    let r: OffsetCommitResponse = c.call(9, &commit(2));
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let r: OffsetCommitResponse = c.call(9, &commit(1));
+    assert_eq!(r.topics[0].partitions[0].error_code, 113, "STALE_MEMBER_EPOCH");
+    let fetch = |epoch: i32| {
+        OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+            .with_group_id(gid("g848"))
+            .with_member_id(Some(s("member-a")))
+            .with_member_epoch(epoch)
+            .with_topics(None)])
+    };
+    let r: OffsetFetchResponse = c.call(9, &fetch(1));
+    assert_eq!(r.groups[0].error_code, 113);
+    let r: OffsetFetchResponse = c.call(9, &fetch(2));
+    assert_eq!(r.groups[0].error_code, 0);
+    assert_eq!(r.groups[0].topics[0].partitions[0].committed_offset, 5);
+
+    // b stops heartbeating: after its 2 s session a gets everything back at a new epoch.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut owned = kept.clone();
+    let mut epoch = 2;
+    while owned.len() < count {
+        assert!(Instant::now() < deadline, "b's partitions never came back to a");
+        std::thread::sleep(Duration::from_millis(400));
+        let r = c.call(1, &beat("member-a", epoch, Some(&owned)));
+        assert_eq!(r.error_code, 0);
+        epoch = r.member_epoch;
+        if let Some(p) = parts(&r) {
+            owned = p;
+        }
+    }
+    assert_eq!(epoch, 3, "b's expiry moved the group epoch");
+    assert_eq!(c.call(1, &beat(&b_id, 2, None)).error_code, 25, "b is gone");
+    let r = c.call(1, &beat("member-a", -1, None));
+    assert_eq!((r.error_code, r.member_epoch), (0, -1));
+}

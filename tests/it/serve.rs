@@ -278,7 +278,8 @@ fn api_versions_every_version_and_the_unknown_one() {
         assert!(keys.contains(&(17, 0, 1)) && keys.contains(&(36, 0, 2)), "v{v} {keys:?}");
         assert!(keys.contains(&(32, 1, 4)), "DescribeConfigs");
         assert!(keys.contains(&(35, 1, 4)) && keys.contains(&(60, 0, 2)) && keys.contains(&(75, 0, 0)), "{keys:?}");
-        assert_eq!(keys.len(), 21, "nothing else is advertised");
+        assert!(keys.contains(&(68, 0, 1)) && keys.contains(&(69, 0, 1)), "KIP-848 {keys:?}");
+        assert_eq!(keys.len(), 23, "nothing else is advertised");
     }
     // On a PLAINTEXT listener a SASL exchange is out of place: ILLEGAL_SASL_STATE, as the broker.
     let h = c.call(1, &kafka_protocol::messages::SaslHandshakeRequest::default());
@@ -292,7 +293,7 @@ fn api_versions_every_version_and_the_unknown_one() {
     let _ = ResponseHeader::decode(&mut body, 0).unwrap();
     let r = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(r.error_code, 35);
-    assert_eq!(r.api_keys.len(), 21);
+    assert_eq!(r.api_keys.len(), 23);
 }
 
 #[test]

@@ -243,10 +243,15 @@ func runGroup(bootstrap, topic, group string, isolation kgo.IsolationLevel, time
 	defer cancel()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	cl, err := kgo.NewClient(saslOpt(), tlsOpt(), kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+	opts := []kgo.Opt{saslOpt(), tlsOpt(), kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(isolation), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(time.Second),
-		kgo.AutoCommitInterval(time.Second))
+		kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(time.Second),
+		kgo.AutoCommitInterval(time.Second)}
+	if os.Getenv("LOGFERRY_GROUP_PROTOCOL") == "consumer" {
+		// KIP-848 (ConsumerGroupHeartbeat v1, the server's "uniform" assignor).
+		opts = append(opts, kgo.ServerSideBalancer())
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)
 		os.Exit(1)

@@ -14,7 +14,8 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
 /**
  * A Java group member of the harness: subscribes to TOPIC in GROUP (classic protocol, the
- * cooperative-sticky assignor, auto commit every second, 6 s session), prints one canonical
+ * cooperative-sticky assignor, auto commit every second, 6 s session; or, with the environment
+ * variable LOGFERRY_GROUP_PROTOCOL=consumer, KIP-848's consumer protocol), prints one canonical
  * line per record as soon as poll returns it (flushed, so a SIGKILL loses no printed line), and
  * runs until SIGTERM (then closes: final commit and LeaveGroup) or TIMEOUT_S.
  *
@@ -35,10 +36,15 @@ public final class GroupConsume {
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "true");
         p.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, "1000");
-        p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "6000");
-        p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
-        p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
-                "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
+        if ("consumer".equals(System.getenv("LOGFERRY_GROUP_PROTOCOL"))) {
+            // KIP-848: the coordinator sets session timeout, heartbeat interval and assignment.
+            p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+        } else {
+            p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "6000");
+            p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
+            p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
+                    "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
+        }
         long deadline = System.currentTimeMillis() + 1000L * (args.length > 3 ? Integer.parseInt(args[3]) : 300);
         PrintStream out = new PrintStream(new FileOutputStream(FileDescriptor.out), true);
         KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(p);
