@@ -456,13 +456,8 @@ impl ConsumerCoordinator {
                 return Err((ec::UNSUPPORTED_ASSIGNOR, "ServerAssignor is not supported."));
             }
         }
-        if let Some(re) = hb.subscribed_topic_regex.as_deref() {
-            if re.is_empty() || regex::Regex::new(&anchored(re)).is_err() {
-                return Err((
-                    ec::INVALID_REGULAR_EXPRESSION,
-                    "SubscribedTopicRegex is not a valid regular expression.",
-                ));
-            }
+        if hb.subscribed_topic_regex.as_deref() == Some("") {
+            return Err((ec::INVALID_REGULAR_EXPRESSION, "SubscribedTopicRegex must not be empty."));
         }
         Ok(())
     }
@@ -498,6 +493,15 @@ impl ConsumerCoordinator {
         let mut member_id = hb.member_id.clone();
         if member_id.is_empty() {
             member_id = Uuid::new_v4().to_string();
+        }
+        // A new regex is compiled once, before anything changes (clients send it again only when
+        // it changes, or on a rejoin).
+        if let Some(re) = hb.subscribed_topic_regex.as_deref() {
+            let known = g.members.get(&member_id).and_then(|m| m.regex.as_deref());
+            if known != Some(re) && regex::Regex::new(&anchored(re)).is_err() {
+                let msg = "SubscribedTopicRegex is not a valid regular expression.";
+                return HeartbeatAnswer::error(ec::INVALID_REGULAR_EXPRESSION, msg, &member_id);
+            }
         }
         // A static member coming back under a new member id takes the old one's place and
         // keeps its partitions.
@@ -606,7 +610,7 @@ impl ConsumerCoordinator {
             }
         }
         if hb.subscribed_topic_regex.is_some() && hb.subscribed_topic_regex != m.regex {
-            m.regex = hb.subscribed_topic_regex.clone().filter(|r| !r.is_empty());
+            m.regex = hb.subscribed_topic_regex.clone();
             bump = true;
         }
         if hb.server_assignor.is_some() && hb.server_assignor != m.server_assignor {
@@ -891,6 +895,8 @@ pub fn fuzz_heartbeats(data: &[u8]) {
                 }
             }
         }
+        let owners: BTreeMap<(Uuid, i32), &str> = g.owners.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(owners, held, "the ownership index drifted from the members' assignments");
         for (i, (epoch, owned)) in clients.iter().enumerate() {
             if *epoch < 0 {
                 continue;

@@ -1130,3 +1130,27 @@ fn an_evicted_fetch_session_is_unknown_and_huge_describe_configs_close() {
     c.s.write_all(&f).unwrap();
     assert!(c.read_frame().is_err(), "closed");
 }
+
+#[test]
+fn describe_log_dirs_lists_future_folders_as_the_broker_does() {
+    // A move between log dirs in progress: the broker's `-future` folder of a partition beside
+    // the live one. logferry does not serve it, but lists it with IsFutureKey and its size.
+    let s = serve_with(&[], &[], |dir| {
+        let future = dir.join("plain-0.0123456789abcdef0123456789abcdef-future");
+        std::fs::create_dir(&future).unwrap();
+        std::fs::write(future.join("00000000000000000000.log"), vec![0u8; 1234]).unwrap();
+        std::fs::write(future.join("00000000000000000000.index"), vec![0u8; 99]).unwrap();
+    });
+    let mut c = Client::connect(s.addr);
+    let r: DescribeLogDirsResponse = c.call(4, &DescribeLogDirsRequest::default().with_topics(None));
+    let plain = r.results[0].topics.iter().find(|t| t.name.as_str() == "plain").expect("plain listed");
+    let p0: Vec<(bool, i64)> = plain
+        .partitions
+        .iter()
+        .filter(|p| p.partition_index == 0)
+        .map(|p| (p.is_future_key, p.partition_size))
+        .collect();
+    assert_eq!(p0.len(), 2, "the live replica and the future one: {p0:?}");
+    assert!(p0.contains(&(true, 1234)), "{p0:?}");
+    assert!(p0.iter().any(|(f, size)| !f && *size > 0));
+}
