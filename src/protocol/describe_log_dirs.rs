@@ -86,8 +86,8 @@ pub fn handle(meta: &RequestMeta, req: &DescribeLogDirsRequest, ctx: &mut Contex
     };
     let mut results = Vec::with_capacity(ctx.view.dirs.len());
     for dir in &ctx.view.dirs {
+        let futures = future_partitions(&dir.path);
         let mut topics: BTreeMap<&str, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
-        let futures;
         for (tp, p) in &ctx.view.partitions {
             if p.dir.parent() != Some(dir.path.as_path()) || !asked(&tp.topic, tp.partition) {
                 continue;
@@ -101,7 +101,6 @@ pub fn handle(meta: &RequestMeta, req: &DescribeLogDirsRequest, ctx: &mut Contex
                     .with_is_future_key(false),
             );
         }
-        futures = future_partitions(&dir.path);
         for (topic, partition, size) in &futures {
             if asked(topic, *partition) && ctx.topic_allowed(Operation::Describe, topic) {
                 topics.entry(topic.as_str()).or_default().push(
