@@ -242,7 +242,12 @@ impl Group {
     /// up on every call; each distinct regex is compiled and matched against every topic name
     /// only when the set of regexes changed or [`REGEX_REFRESH_MS`] has passed, so a heartbeat
     /// does not cost a walk of every topic per member.
-    fn resolve(&mut self, topics: &dyn TopicSource, now: Instant) -> BTreeMap<String, (Uuid, i32)> {
+    fn resolve(
+        &mut self,
+        topics: &dyn TopicSource,
+        regexes_cache: &mut Regexes,
+        now: Instant,
+    ) -> BTreeMap<String, (Uuid, i32)> {
         let regexes: BTreeSet<&String> = self.members.values().filter_map(|m| m.regex.as_ref()).collect();
         let stale = self.regex_checked.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(REGEX_REFRESH_MS));
         if stale || !regexes.iter().copied().eq(self.regex_matches.keys()) {
@@ -250,9 +255,9 @@ impl Group {
             self.regex_matches = regexes
                 .into_iter()
                 .map(|r| {
-                    let matched = match regex::Regex::new(&anchored(r)) {
-                        Ok(re) => names.iter().filter(|n| re.is_match(n)).cloned().collect(),
-                        Err(_) => BTreeSet::new(),
+                    let matched = match regexes_cache.get(r) {
+                        Some(re) => names.iter().filter(|n| re.is_match(n)).cloned().collect(),
+                        None => BTreeSet::new(),
                     };
                     (r.clone(), matched)
                 })
@@ -377,6 +382,25 @@ impl Group {
     }
 }
 
+/// Compiled subscription regexes by their text (`None`: not valid), so members sharing one and
+/// heartbeats repeating one compile it once. Bounded: emptied when [`REGEXES_MAX`] is reached.
+#[derive(Debug, Default)]
+pub struct Regexes {
+    compiled: HashMap<String, Option<regex::Regex>>,
+}
+
+/// Distinct regexes kept compiled.
+pub const REGEXES_MAX: usize = 1_024;
+
+impl Regexes {
+    fn get(&mut self, re: &str) -> Option<&regex::Regex> {
+        if self.compiled.len() >= REGEXES_MAX && !self.compiled.contains_key(re) {
+            self.compiled.clear();
+        }
+        self.compiled.entry(re.to_string()).or_insert_with(|| regex::Regex::new(&anchored(re)).ok()).as_ref()
+    }
+}
+
 /// Kafka matches a subscription regex against the whole topic name.
 fn anchored(re: &str) -> String {
     format!("^(?:{re})$")
@@ -385,11 +409,12 @@ fn anchored(re: &str) -> String {
 pub struct ConsumerCoordinator {
     config: ConsumerGroupConfig,
     groups: BTreeMap<String, Group>,
+    regexes: Regexes,
 }
 
 impl ConsumerCoordinator {
     pub fn new(config: ConsumerGroupConfig) -> Self {
-        ConsumerCoordinator { config, groups: BTreeMap::new() }
+        ConsumerCoordinator { config, groups: BTreeMap::new(), regexes: Regexes::default() }
     }
 
     pub fn config(&self) -> &ConsumerGroupConfig {
@@ -498,7 +523,7 @@ impl ConsumerCoordinator {
         // it changes, or on a rejoin).
         if let Some(re) = hb.subscribed_topic_regex.as_deref() {
             let known = g.members.get(&member_id).and_then(|m| m.regex.as_deref());
-            if known != Some(re) && regex::Regex::new(&anchored(re)).is_err() {
+            if known != Some(re) && self.regexes.get(re).is_none() {
                 let msg = "SubscribedTopicRegex is not a valid regular expression.";
                 return HeartbeatAnswer::error(ec::INVALID_REGULAR_EXPRESSION, msg, &member_id);
             }
@@ -631,7 +656,7 @@ impl ConsumerCoordinator {
         m.session_deadline = now + session;
         let before = m.assigned.clone();
         g.members.insert(member_id.clone(), m.clone());
-        let subscribed = g.resolve(topics, now);
+        let subscribed = g.resolve(topics, &mut self.regexes, now);
         if subscribed != g.subscribed {
             g.subscribed = subscribed;
             bump = true;
@@ -798,7 +823,12 @@ pub fn fuzz_heartbeats(data: &[u8]) {
         groups_max: 4,
         members_per_group_max: 6,
     };
+    thread_local! {
+        static REGEXES: std::cell::RefCell<Regexes> = std::cell::RefCell::new(Regexes::default());
+    }
     let mut c = ConsumerCoordinator::new(config);
+    // The compiled regexes are a pure memo: carried from run to run, they only save time.
+    c.regexes = REGEXES.with(|r| std::mem::take(&mut *r.borrow_mut()));
     let start = Instant::now();
     let mut now = start;
     // Per client: (epoch, owned) as its answers told it; epoch < 0: not in the group.
@@ -909,6 +939,7 @@ pub fn fuzz_heartbeats(data: &[u8]) {
             }
         }
     }
+    REGEXES.with(|r| *r.borrow_mut() = std::mem::take(&mut c.regexes));
 }
 
 /// The server-side assignors: pure functions of the members' subscriptions (topic ids), the
