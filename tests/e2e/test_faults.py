@@ -1,6 +1,6 @@
 """Faults under logferry (issue 17), against the session's real broker.
 
-The state dir full (ENOSPC) during OffsetCommit: logferry's state dir is a tiny tmpfs; a commit
+A topic deleted while logferry serves it (see that test's doc). The state dir full (ENOSPC) during OffsetCommit: logferry's state dir is a tiny tmpfs; a commit
 that needs a new page once the file system is full is not acknowledged (logferry closes the
 connection instead of answering, with an error line), the commit acknowledged before is still
 what OffsetFetch reads, the process lives, and once space returns commits are acknowledged
@@ -110,5 +110,52 @@ def test_a_full_state_dir_refuses_commits_loses_nothing_and_recovers(kafka, tiny
         assert committed(ferry.bootstrap) == {0: 9}, "an acknowledged commit was lost across SIGKILL"
         bad = [l for l in ferry.log if "torn tail" in l or "corrupt" in l]
         assert not bad, bad
+    finally:
+        ferry.stop()
+
+
+def open_files(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_topic_deleted_under_readers_goes_away_cleanly(kafka):
+    """kafka-topics.sh --delete while logferry serves the topic: the broker renames the folder
+    `-delete` (and unlinks it later); logferry stops listing the topic, a consumer of it gets
+    the broker's error instead of records, the other topics keep being served byte for byte,
+    logferry's open files return to their baseline (nothing held on deleted files), and it lives."""
+    from test_security import tool
+    from kafka import KafkaConsumer
+    doomed, kept = "faults-doomed", "faults-kept"
+    clients.produce(kafka.bootstrap, "plain", doomed, 400, seed=72)
+    clients.produce(kafka.bootstrap, "plain", kept, 100, seed=73)
+    ferry = Ferry([kafka.log_dir])
+    try:
+        baseline = open_files(ferry.proc.pid)
+        want = clients.consume("kcat", kafka.bootstrap, doomed)
+        assert clients.consume("kcat", ferry.bootstrap, doomed) == want
+        tool("org.apache.kafka.tools.TopicCommand", ["--bootstrap-server", kafka.bootstrap, "--delete", "--topic", doomed])
+
+        def listed():
+            c = KafkaConsumer(bootstrap_servers=ferry.bootstrap, request_timeout_ms=10000)
+            try:
+                return c.topics()
+            finally:
+                c.close()
+
+        wait_for(lambda: doomed not in listed(), 60, "logferry to stop listing the deleted topic",
+                 lambda: "\n".join(ferry.log[-20:]))
+        assert kept in listed()
+        # A consumer of the deleted topic gets no records (kcat reports the unknown topic and exits).
+        r = subprocess.run(["kcat", "-C", "-b", ferry.bootstrap, *clients.kcat_sasl(), "-t", doomed, "-e", "-q",
+                            "-o", "beginning", "-m", "10"], capture_output=True, timeout=60)
+        assert not r.stdout, r.stdout[:200]
+        # The other topic is served as the broker serves it.
+        assert clients.consume("kcat", ferry.bootstrap, kept) == clients.consume("kcat", kafka.bootstrap, kept)
+        wait_for(lambda: open_files(ferry.proc.pid) <= baseline, 60, "open files back to the baseline",
+                 lambda: f"{open_files(ferry.proc.pid)} open, baseline {baseline}: " +
+                 " ".join(sorted(os.readlink(f"/proc/{ferry.proc.pid}/fd/{f}")
+                                 for f in os.listdir(f"/proc/{ferry.proc.pid}/fd"))))
+        assert ferry.proc.poll() is None
+        assert not [l for l in ferry.log if "panicked" in l]
     finally:
         ferry.stop()
