@@ -18,6 +18,7 @@ import pytest
 import clients
 from conftest import wait_for
 from ferry import Ferry
+from test_upstream import committed as committed_in
 
 TOPIC = "faults-enospc"
 GROUP = "g-enospc"
@@ -57,14 +58,7 @@ last_error = ""
 
 
 def committed(bootstrap):
-    from kafka import KafkaAdminClient
-    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    try:
-        got = a.list_group_offsets(GROUP)
-        offs = got[GROUP] if GROUP in got else got
-        return {tp.partition: om.offset for tp, om in offs.items() if tp.topic == TOPIC}
-    finally:
-        a.close()
+    return committed_in(bootstrap, GROUP, TOPIC)
 
 
 @pytest.fixture
