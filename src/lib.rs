@@ -25,6 +25,7 @@ pub mod alloc;
 pub mod auth;
 pub mod cli;
 pub mod cluster;
+pub mod descriptors;
 pub mod groups;
 pub mod log;
 pub mod metrics;

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub connections_accepted: Counter,
     pub file_shrunk: Counter,
     pub open_files: Gauge,
+    pub descriptor_exhaustions: Counter,
+    pub descriptors_max: Gauge,
     pub loop_iteration_seconds: Histogram,
     pub groups: Gauge,
     pub group_members: Gauge,
@@ -92,6 +94,8 @@ impl Metrics {
             connections_accepted: Counter::default(),
             file_shrunk: Counter::default(),
             open_files: Gauge::default(),
+            descriptor_exhaustions: Counter::default(),
+            descriptors_max: Gauge::default(),
             loop_iteration_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 18)),
             groups: Gauge::default(),
             group_members: Gauge::default(),
@@ -184,6 +188,16 @@ impl Metrics {
             m.file_shrunk.clone(),
         );
         registry.register("open_files", "Segment files held open by the log model", m.open_files.clone());
+        registry.register(
+            "descriptor_exhaustions",
+            "Accepts and segment opens that failed for want of a file descriptor (EMFILE, ENFILE)",
+            m.descriptor_exhaustions.clone(),
+        );
+        registry.register(
+            "descriptors_max",
+            "The open-files limit (RLIMIT_NOFILE) logferry runs with",
+            m.descriptors_max.clone(),
+        );
         registry.register(
             "loop_iteration_seconds",
             "Event loop work per iteration (excluding the wait in poll)",

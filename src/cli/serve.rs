@@ -325,7 +325,19 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             args.request_bytes_max, args.buffered_request_bytes_max
         ));
     }
-    let mut view = match LogView::open(&log_dirs, args.segments_open_max) {
+    let nofile = match crate::descriptors::raise_nofile() {
+        Ok(n) => n,
+        Err(e) => return fail(format!("cannot read the open-files limit: {e}")),
+    };
+    let per_connection = if groups_upstream { 2 } else { 1 };
+    let fit = match crate::descriptors::fit(nofile, args.connections_max, args.segments_open_max, per_connection) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    if let Some(w) = &fit.lowered {
+        log::warn!("{w}");
+    }
+    let mut view = match LogView::open(&log_dirs, fit.segments_open_max) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
@@ -419,12 +431,13 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         },
     };
     let limits = Limits {
-        connections_max: args.connections_max,
+        connections_max: fit.connections_max,
         request_bytes_max: args.request_bytes_max,
         idle_timeout_ms: args.idle_timeout_ms,
         buffered_request_bytes_max: args.buffered_request_bytes_max,
         tls_handshake_ms_max: args.tls_handshake_ms_max,
         fetch_sessions_max: args.fetch_sessions_max,
+        descriptors_max: nofile,
         ..Limits::default()
     };
     let security = match security(args, &broker, &listen, has_metadata_log) {

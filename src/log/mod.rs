@@ -81,6 +81,11 @@ impl fmt::Display for LogError {
 impl std::error::Error for LogError {}
 
 impl LogError {
+    /// True when the error is the process (or system) being out of file descriptors.
+    pub fn is_exhaustion(&self) -> bool {
+        matches!(&self.kind, LogErrorKind::Io(e) if crate::descriptors::is_exhaustion(e))
+    }
+
     pub fn io(path: &Path, e: io::Error) -> Self {
         Self { path: path.to_path_buf(), kind: LogErrorKind::Io(e) }
     }
@@ -106,6 +111,9 @@ impl FileId {
 /// Default bound on `.log` descriptors the model keeps open (`segments_open_max`).
 pub const SEGMENTS_OPEN_MAX_DEFAULT: usize = 4096;
 
+/// Least time between two out-of-descriptors warnings of the [`FileCache`].
+const EXHAUSTION_WARN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Open `.log` files, keyed by inode, at most `segments_open_max` of them held by the cache.
 ///
 /// Handing out `Rc<File>` means an evicted, renamed or unlinked file stays readable for whoever
@@ -114,37 +122,57 @@ pub struct FileCache {
     segments_open_max: usize,
     files: HashMap<FileId, (Rc<File>, u64)>,
     clock: u64,
+    /// Opens that failed for want of a descriptor (EMFILE, ENFILE), after shedding.
+    pub exhaustions: u64,
+    /// When the last out-of-descriptors warning was logged, and `exhaustions` then (warned at
+    /// most every [`EXHAUSTION_WARN_INTERVAL`], not once per partition).
+    warned: Option<(std::time::Instant, u64)>,
 }
 
 impl FileCache {
     pub fn new(segments_open_max: usize) -> Self {
-        Self { segments_open_max: segments_open_max.max(1), files: HashMap::new(), clock: 0 }
+        Self {
+            segments_open_max: segments_open_max.max(1),
+            files: HashMap::new(),
+            clock: 0,
+            exhaustions: 0,
+            warned: None,
+        }
     }
 
     /// The open file for `path`, which must still be the file `id` (else `Ok(None)`: it was
-    /// replaced or removed since the model last looked).
+    /// replaced or removed since the model last looked). When the process is out of
+    /// descriptors, the files no response holds are closed and the open is tried once more.
     pub fn open(&mut self, path: &Path, id: FileId) -> io::Result<Option<Rc<File>>> {
         self.clock += 1;
         if let Some((f, used)) = self.files.get_mut(&id) {
             *used = self.clock;
             return Ok(Some(Rc::clone(f)));
         }
-        // The broker renames a segment to `X.log.deleted` before unlinking it (retention,
-        // compaction swap); the same inode under that name is the same bytes.
-        let mut deleted = path.as_os_str().to_owned();
-        deleted.push(".deleted");
-        let mut found = None;
-        for candidate in [path, Path::new(&deleted)] {
-            match File::open(candidate) {
-                Ok(f) if FileId::of(&f.metadata()?) == id => {
-                    found = Some(f);
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+        let found = match open_same(path, id) {
+            Err(e) if crate::descriptors::is_exhaustion(&e) => {
+                self.files.retain(|_, (f, _)| Rc::strong_count(f) > 1);
+                open_same(path, id)
             }
-        }
+            other => other,
+        };
+        let found = match found {
+            Err(e) if crate::descriptors::is_exhaustion(&e) => {
+                self.exhaustions += 1;
+                let now = std::time::Instant::now();
+                let since = self.warned.map_or(0, |(_, n)| n);
+                if self.warned.is_none_or(|(at, _)| now.duration_since(at) >= EXHAUSTION_WARN_INTERVAL) {
+                    self.warned = Some((now, self.exhaustions));
+                    log::warn!(
+                        "out of file descriptors opening {} ({e}); partitions are answered without records until descriptors free up ({} such opens since the last warning; logferry_descriptor_exhaustions_total counts them)",
+                        path.display(),
+                        self.exhaustions - since
+                    );
+                }
+                return Err(e);
+            }
+            other => other?,
+        };
         let Some(file) = found else { return Ok(None) };
         if self.files.len() >= self.segments_open_max {
             if let Some(oldest) = self.files.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k) {
@@ -164,6 +192,23 @@ impl FileCache {
     pub fn open_count(&self) -> usize {
         self.files.len()
     }
+}
+
+/// Opens `path` if it is still the file `id`; the broker renames a segment to `X.log.deleted`
+/// before unlinking it (retention, compaction swap), and the same inode under that name is the
+/// same bytes.
+fn open_same(path: &Path, id: FileId) -> io::Result<Option<File>> {
+    let mut deleted = path.as_os_str().to_owned();
+    deleted.push(".deleted");
+    for candidate in [path, Path::new(&deleted)] {
+        match File::open(candidate) {
+            Ok(f) if FileId::of(&f.metadata()?) == id => return Ok(Some(f)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// How far a segment's `.log` has been walked and found sound.

@@ -369,6 +369,9 @@ fn read_partition(
                 bound = exact_to;
                 a.aborted = Some(list.iter().map(|t| (t.producer_id, t.first_offset)).collect());
             }
+            // Out of descriptors: answered without records, as a full response answers the
+            // partitions it has no room for (the client fetches it again; FileCache logs it).
+            Err(e) if e.is_exhaustion() => return a,
             Err(e) => {
                 log::error!("Fetch {tp}: {e}");
                 return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);
@@ -382,6 +385,7 @@ fn read_partition(
     let loc = match part.find(offset, &mut view.cache) {
         Ok(Some(loc)) => loc,
         Ok(None) => return a,
+        Err(e) if e.is_exhaustion() => return a,
         Err(e) => {
             log::error!("Fetch {tp} at {offset}: {e}");
             return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);
@@ -416,6 +420,7 @@ fn read_partition(
             return PartitionAnswer::error(p.partition, error_code::CORRUPT_MESSAGE);
         }
         Ok(valid_end) => len = len.min(valid_end - loc.position),
+        Err(e) if e.is_exhaustion() => return a,
         Err(e) => {
             log::error!("Fetch {tp}: {e}");
             return PartitionAnswer::error(p.partition, error_code::KAFKA_STORAGE_ERROR);

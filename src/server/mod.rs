@@ -118,6 +118,8 @@ pub struct Limits {
     /// Incremental fetch sessions kept (KIP-227; Kafka's
     /// `max.incremental.fetch.session.cache.slots`); 0 hands out none.
     pub fetch_sessions_max: usize,
+    /// The open-files limit the process runs with (for the metric; 0 when unknown).
+    pub descriptors_max: u64,
 }
 
 /// A seed for fetch session ids: the clock and the process id (ids must be unique, not secret).
@@ -139,6 +141,7 @@ impl Default for Limits {
             recv_bytes_per_turn_max: 1 << 20,
             tls_handshake_ms_max: 10_000,
             fetch_sessions_max: crate::protocol::fetch_session::SESSION_CACHE_SLOTS_DEFAULT,
+            descriptors_max: 0,
         }
     }
 }
@@ -281,6 +284,10 @@ pub struct Server {
     fetch_sessions: crate::protocol::fetch_session::FetchSessions,
     /// Evictions and opened sessions already added to the metrics.
     counted_evictions: u64,
+    /// `FileCache::exhaustions` already added to the metric.
+    counted_exhaustions: u64,
+    /// When an accept that failed for want of a descriptor was last logged (at most every 10 s).
+    accept_starved_at: Option<Instant>,
     counted_opened: u64,
     /// The connection to the co-located broker (`--upstream`).
     upstream: Option<UpstreamLink>,
@@ -370,7 +377,11 @@ impl Server {
             config,
             stopping: None,
             counters: Counters::default(),
-            metrics: Metrics::new(),
+            metrics: {
+                let m = Metrics::new();
+                m.descriptors_max.set(limits.descriptors_max as i64);
+                m
+            },
             notifier: Notifier::from_env(),
             last_status: None,
             metrics_listener: None,
@@ -388,6 +399,8 @@ impl Server {
                 session_seed(),
             ),
             counted_evictions: 0,
+            counted_exhaustions: 0,
+            accept_starved_at: None,
             counted_opened: 0,
             limits,
             upstream: None,
@@ -577,6 +590,9 @@ impl Server {
             let evicted = self.fetch_sessions.evictions;
             self.metrics.fetch_session_evictions.inc_by(evicted.saturating_sub(self.counted_evictions));
             self.counted_evictions = evicted;
+            let exhausted = self.tailer.view.cache.exhaustions;
+            self.metrics.descriptor_exhaustions.inc_by(exhausted.saturating_sub(self.counted_exhaustions));
+            self.counted_exhaustions = exhausted;
             let opened = self.fetch_sessions.opened;
             self.metrics.fetch_sessions_opened.inc_by(opened.saturating_sub(self.counted_opened));
             self.counted_opened = opened;
@@ -726,8 +742,22 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if crate::descriptors::is_exhaustion(&e) => {
+                    // Out of descriptors: the connection stays in the backlog; accepting is
+                    // retried each turn (at least once a second), logged at most every 10 s.
+                    self.metrics.descriptor_exhaustions.inc();
+                    let now = Instant::now();
+                    if self.accept_starved_at.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                        self.accept_starved_at = Some(now);
+                        log::warn!(
+                            "accept: {e}; new connections wait in the listen backlog until descriptors free up ({} connections open)",
+                            self.open_connections()
+                        );
+                    }
+                    self.accept_paused = true;
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE and friends: back off until a connection closes.
                     log::warn!("accept: {e}");
                     self.accept_paused = true;
                     return;
