@@ -153,3 +153,82 @@ def test_a_topic_deleted_under_readers_goes_away_cleanly(kafka):
         assert not [l for l in ferry.log if "panicked" in l]
     finally:
         ferry.stop()
+
+
+# -- Faults that need a broker of their own: it is killed, restarted and given two log dirs. --
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """A broker of this module's own (small heap), with two log dirs, so the session broker the
+    other modules share is never killed or reassigned."""
+    import broker
+    work = str(tmp_path_factory.mktemp("faults-broker"))
+    b = broker.Broker(work, heap="512m")
+    second = os.path.join(work, "kafka-logs-2")
+    os.makedirs(second, exist_ok=True)
+    b.extra = {"log.dirs": f"{b.log_dir},{second}"}
+    b.log_dirs = [b.log_dir, second]
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def metric(port, name):
+    """The value of metric NAME (one sample, no labels) in a scrape of 127.0.0.1:PORT."""
+    from test_package import families
+    for fam in families(f"127.0.0.1:{port}").values():
+        for s in fam.samples:
+            if s.name == name:
+                return s.value
+    raise KeyError(name)
+
+
+def test_too_few_descriptors_for_1000_partitions_and_200_connections(own):
+    """`ulimit -n 256` with 1,000 partitions and 200 connections: logferry says at start which
+    limits it lowered to fit 256 descriptors, serves every record of the 1,000 partitions as the
+    broker does though their files cannot all be open at once (partitions it cannot open are
+    answered without records and fetched again; the metric counts it), holds 144 of the 200
+    connections and leaves the rest in the backlog, and serves again once they close."""
+    import socket
+    import broker
+    topic = "faults-wide"
+    clients.produce(own.bootstrap, "wide", topic, 3000, seed=74)
+    port = broker.free_port()
+    ferry = Ferry(own.log_dirs, extra=["--metrics-listen", f"127.0.0.1:{port}"], nofile=256)
+    socks = []
+    try:
+        lowered = [l for l in ferry.log if "open-files limit (RLIMIT_NOFILE) is 256" in l]
+        assert lowered and "at most 144 connections" in lowered[0] and "48 open segments" in lowered[0], ferry.log[:5]
+        assert metric(port, "logferry_descriptors_max") == 256
+        want = clients.consume("kcat", own.bootstrap, topic)
+        assert len(want) == 3000
+        assert clients.consume("kcat", ferry.bootstrap, topic) == want
+        assert metric(port, "logferry_descriptor_exhaustions_total") > 0, "1,000 files fit in 256 descriptors?"
+        assert any("out of file descriptors" in l for l in ferry.log)
+
+        # (kcat's connections gone first: accepting resumes only 10% below the cap.)
+        wait_for(lambda: metric(port, "logferry_connections") == 0, 30, "kcat's connections to close")
+        host, p = ferry.bootstrap.rsplit(":", 1)
+        for _ in range(200):
+            socks.append(socket.create_connection((host, int(p)), timeout=10))
+        wait_for(lambda: metric(port, "logferry_connections") == 144, 30, "144 connections accepted",
+                 lambda: str(metric(port, "logferry_connections")))
+        time.sleep(1)
+        assert metric(port, "logferry_connections") == 144, "more connections than the lowered cap"
+        assert any("connections_max (144) reached" in l for l in ferry.log)
+        assert ferry.proc.poll() is None
+        for s in socks:
+            s.close()
+        socks = []
+        wait_for(lambda: metric(port, "logferry_connections") == 0, 30, "the connections to close")
+        assert clients.consume("kcat", ferry.bootstrap, topic) == want, "not served again once load dropped"
+        assert ferry.proc.poll() is None
+        assert not [l for l in ferry.log if "panicked" in l]
+    finally:
+        for s in socks:
+            s.close()
+        ferry.stop()
+        from test_security import tool
+        tool("org.apache.kafka.tools.TopicCommand", ["--bootstrap-server", own.bootstrap, "--delete", "--topic", topic])

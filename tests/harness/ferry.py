@@ -3,6 +3,7 @@ its start-up line, bounded waits, killed on every exit path."""
 import atexit
 import contextlib
 import os
+import resource
 import subprocess
 import tempfile
 import threading
@@ -12,7 +13,8 @@ BIN = os.environ.get("LOGFERRY_BIN") or os.path.join(ROOT, "target", "release", 
 
 
 class Ferry:
-    def __init__(self, log_dirs, extra=(), rust_log="info", listen="127.0.0.1:0", state_dir=None):
+    def __init__(self, log_dirs, extra=(), rust_log="info", listen="127.0.0.1:0", state_dir=None, nofile=None):
+        """NOFILE: the open-files limit (soft and hard) logferry runs with, if not the test's."""
         if not os.path.exists(BIN):
             raise RuntimeError(f"logferry binary missing at {BIN}: run cargo build --release")
         if state_dir is None:
@@ -23,7 +25,12 @@ class Ferry:
         for d in log_dirs:
             cmd += ["--log-dir", d]
         cmd += list(extra)
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env={**os.environ, "RUST_LOG": rust_log})
+        limit = None
+        if nofile is not None:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env={**os.environ, "RUST_LOG": rust_log},
+                                     preexec_fn=limit)
         self.log = []
         # (protocol, HOST:PORT) per --listen, in order.
         self.listeners = []

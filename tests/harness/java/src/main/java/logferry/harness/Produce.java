@@ -45,7 +45,7 @@ public final class Produce {
             case "idempotent" -> p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
             case "txn" -> p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "harness-" + topic);
             case "large" -> p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, String.valueOf(4 << 20));
-            case "plain", "compacted", "retention", "many", "grouped" -> { }
+            case "plain", "compacted", "retention", "many", "grouped", "wide" -> { }
             default -> {
                 System.err.println("unknown workload " + workload);
                 System.exit(2);
@@ -84,6 +84,8 @@ public final class Produce {
     static int partitionsOf(String workload) {
         return switch (workload) {
             case "many" -> 100;
+            // More partitions than a 256-descriptor process can hold files for.
+            case "wide" -> 1000;
             case "grouped" -> 6;
             default -> 3;
         };
@@ -113,7 +115,7 @@ public final class Produce {
         RecordHeaders hs = new RecordHeaders();
         if (i % 3 == 1) hs.add("h1", ("hv" + i).getBytes(StandardCharsets.UTF_8));
         if (i % 7 == 2) { hs.add("trace", null); hs.add("h2", new byte[] {0, 1, 2, (byte) 255}); }
-        Integer partition = (key == null || workload.equals("many")) ? (i % partitions) : null;
+        Integer partition = (key == null || workload.equals("many") || workload.equals("wide")) ? (i % partitions) : null;
         return new ProducerRecord<>(topic, partition, null, key, value, hs);
     }
 
