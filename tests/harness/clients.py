@@ -250,22 +250,47 @@ def kcat_headers(raw):
     return ",".join(parts)
 
 
-def produce(bootstrap, workload, topic, count, seed=1, timeout_s=300):
-    """Write a workload with the Java producer; returns (committed lines, aborted lines)."""
-    cmd = [broker.JAVA, "-cp", broker.classpath(),
-           f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2.properties')}",
-           "logferry.harness.Produce", bootstrap, workload, topic, str(count), str(seed)]
-    try:
-        r = subprocess.run(cmd, capture_output=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired as e:
-        raise ClientError(f"producer for {workload} did not finish within {timeout_s}s") from e
-    if r.returncode != 0:
-        raise ClientError(f"producer for {workload} exited {r.returncode}: {r.stderr.decode(errors='replace')[-3000:]}")
+def _produce_cmd(bootstrap, workload, topic, count, seed):
+    return [broker.JAVA, "-cp", broker.classpath(),
+            f"-Dlog4j2.configurationFile={os.path.join(HERE, 'log4j2.properties')}",
+            "logferry.harness.Produce", bootstrap, workload, topic, str(count), str(seed)]
+
+
+def _produced(workload, returncode, stdout, stderr):
+    if returncode != 0:
+        raise ClientError(f"producer for {workload} exited {returncode}: {stderr.decode(errors='replace')[-3000:]}")
     committed, aborted = [], []
-    for line in r.stdout.decode().splitlines():
+    for line in stdout.decode().splitlines():
         tag, rest = line.split(" ", 1)
         (aborted if tag == "A" else committed).append(rest)
     return sorted(committed), sorted(aborted)
+
+
+def produce(bootstrap, workload, topic, count, seed=1, timeout_s=300):
+    """Write a workload with the Java producer; returns (committed lines, aborted lines)."""
+    try:
+        r = subprocess.run(_produce_cmd(bootstrap, workload, topic, count, seed), capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        raise ClientError(f"producer for {workload} did not finish within {timeout_s}s") from e
+    return _produced(workload, r.returncode, r.stdout, r.stderr)
+
+
+class Producing:
+    """`produce` in the background: the records are written while the test does other things
+    (kills the broker, moves the partition); `result()` waits and returns what `produce` does."""
+
+    def __init__(self, bootstrap, workload, topic, count, seed=1):
+        self.workload = workload
+        self.proc = subprocess.Popen(_produce_cmd(bootstrap, workload, topic, count, seed),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def result(self, timeout_s=300):
+        try:
+            out, err = self.proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired as e:
+            self.proc.kill()
+            raise ClientError(f"producer for {self.workload} did not finish within {timeout_s}s") from e
+        return _produced(self.workload, self.proc.returncode, out, err)
 
 
 def kcat_view(line):
