@@ -323,3 +323,70 @@ def test_broker_killed_mid_produce_recovers_under_readers(own, tmp_path):
         ferry.stop()
         if own.proc is None:
             own.start()
+
+
+def deleted_open(pid):
+    """The files process PID holds open that are no longer in any folder."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.endswith(" (deleted)"):
+                out.append(target)
+    return out
+
+
+def test_retention_storm_deletes_segments_under_in_flight_reads(own, tmp_path):
+    """A topic that rolls every second and deletes segments three seconds old, written by a
+    paced producer while a group member tails it and full reads from the beginning run back to
+    back through logferry, so segments are unlinked under responses in flight: every record
+    served is one the producer wrote, once the writes stop logferry serves what the broker
+    does, and it holds no deleted file open."""
+    from test_security import tool
+    topic, group = "faults-storm", "g-storm"
+    tool("org.apache.kafka.tools.TopicCommand",
+         ["--bootstrap-server", own.bootstrap, "--create", "--topic", topic, "--partitions", "6",
+          "--config", "segment.ms=1000", "--config", "retention.ms=3000", "--config", "cleanup.policy=delete"])
+    ferry = Ferry(own.log_dirs, extra=["--visibility", "log-end"])
+    member = clients.GroupMember("kcat", ferry.bootstrap, topic, group, str(tmp_path / "member.out"))
+    producing = clients.Producing(own.bootstrap, "grouped", topic, 4000, seed=77)
+    try:
+        reads = []
+        while producing.proc.poll() is None:
+            reads.append(clients.consume("kcat", ferry.bootstrap, topic, timeout_s=60))
+        acked, _ = producing.result(timeout_s=60)
+        written = {clients.kcat_view(l) for l in acked}
+        assert len(written) == 4000
+        for n, read in enumerate(reads):
+            foreign = set(read) - written
+            assert not foreign, f"full read {n} served records never written: {sorted(foreign)[:3]}"
+        assert len(reads) >= 2 and any(reads), f"{len(reads)} full reads while the producer ran"
+        wait_for(lambda: len(set(member.lines())) > 2000, 60, "the member to read along",
+                 lambda: f"{len(set(member.lines()))} lines\n{member.stderr_tail()}")
+        foreign = set(member.lines()) - written
+        assert not foreign, f"the member was served records never written: {sorted(foreign)[:3]}"
+        wait_for(lambda: len(clients.consume("kcat", own.bootstrap, topic)) < 4000, 60,
+                 "retention to delete segments",
+                 lambda: str(sorted(os.listdir(partition_dir(own, topic, 0)))))
+
+        def same():
+            # (Retention deletes the active segment too once it is old: the end may be empty.)
+            return clients.consume("kcat", ferry.bootstrap, topic) == clients.consume("kcat", own.bootstrap, topic)
+        def differ():
+            want, got = clients.consume("kcat", own.bootstrap, topic), clients.consume("kcat", ferry.bootstrap, topic)
+            return (f"broker {len(want)} logferry {len(got)}; only broker {sorted(set(want) - set(got))[:2]}; "
+                    f"only logferry {sorted(set(got) - set(want))[:2]}; {sorted(os.listdir(partition_dir(own, topic, 0)))}")
+        wait_for(same, 60, "logferry to serve what the broker holds once retention settles", differ)
+        want = clients.consume("kcat", own.bootstrap, topic)
+        wait_for(lambda: not deleted_open(ferry.proc.pid), 30, "logferry to close the deleted segments",
+                 lambda: "\n".join(deleted_open(ferry.proc.pid)[:5]))
+        assert ferry.proc.poll() is None
+        assert not [l for l in ferry.log if "panicked" in l]
+        print(f"storm: {len(reads)} full reads, {len(set(member.lines()))} member lines, "
+              f"{len(want)} of 4000 records left")
+    finally:
+        if producing.proc.poll() is None:
+            producing.proc.kill()
+        member.stop()
+        ferry.stop()
+        tool("org.apache.kafka.tools.TopicCommand", ["--bootstrap-server", own.bootstrap, "--delete", "--topic", topic])

@@ -280,17 +280,23 @@ class Producing:
     (kills the broker, moves the partition); `result()` waits and returns what `produce` does."""
 
     def __init__(self, bootstrap, workload, topic, count, seed=1):
+        import tempfile
         self.workload = workload
+        # Files, not pipes: the producer prints its lines at the end, more than a pipe holds,
+        # and the test may wait for it to exit before it reads them.
+        self.out, self.err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         self.proc = subprocess.Popen(_produce_cmd(bootstrap, workload, topic, count, seed),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=self.out, stderr=self.err)
 
     def result(self, timeout_s=300):
         try:
-            out, err = self.proc.communicate(timeout=timeout_s)
+            self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired as e:
             self.proc.kill()
             raise ClientError(f"producer for {self.workload} did not finish within {timeout_s}s") from e
-        return _produced(self.workload, self.proc.returncode, out, err)
+        self.out.seek(0)
+        self.err.seek(0)
+        return _produced(self.workload, self.proc.returncode, self.out.read(), self.err.read())
 
 
 def kcat_view(line):
