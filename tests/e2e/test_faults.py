@@ -325,13 +325,16 @@ def test_broker_killed_mid_produce_recovers_under_readers(own, tmp_path):
             own.start()
 
 
-def deleted_open(pid):
-    """The files process PID holds open that are no longer in any folder."""
+def deleted_open(pid, dirs):
+    """The files under DIRS that process PID holds open and that are no longer in any folder.
+    (Only under DIRS: its stdout is the test runner's, which pytest points at an unlinked
+    temporary file.)"""
+    roots = tuple(os.path.realpath(d).rstrip("/") + "/" for d in dirs)
     out = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(FileNotFoundError):
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.endswith(" (deleted)"):
+            if target.endswith(" (deleted)") and target.startswith(roots):
                 out.append(target)
     return out
 
@@ -378,8 +381,8 @@ def test_retention_storm_deletes_segments_under_in_flight_reads(own, tmp_path):
                     f"only logferry {sorted(set(got) - set(want))[:2]}; {sorted(os.listdir(partition_dir(own, topic, 0)))}")
         wait_for(same, 60, "logferry to serve what the broker holds once retention settles", differ)
         want = clients.consume("kcat", own.bootstrap, topic)
-        wait_for(lambda: not deleted_open(ferry.proc.pid), 30, "logferry to close the deleted segments",
-                 lambda: "\n".join(deleted_open(ferry.proc.pid)[:5]))
+        wait_for(lambda: not deleted_open(ferry.proc.pid, own.log_dirs), 30, "logferry to close the deleted segments",
+                 lambda: "\n".join(deleted_open(ferry.proc.pid, own.log_dirs)[:5]))
         assert ferry.proc.poll() is None
         assert not [l for l in ferry.log if "panicked" in l]
         print(f"storm: {len(reads)} full reads, {len(set(member.lines()))} member lines, "
