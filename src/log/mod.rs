@@ -194,6 +194,14 @@ impl FileCache {
     }
 }
 
+/// Drops the cache's references to the files of a partition that left the model (responses
+/// being sent keep theirs until they are done).
+fn forget_segments(cache: &mut FileCache, p: &Partition) {
+    for s in p.segments.values() {
+        cache.forget(s.id);
+    }
+}
+
 /// Opens `path` if it is still the file `id`; the broker renames a segment to `X.log.deleted`
 /// before unlinking it (retention, compaction swap), and the same inode under that name is the
 /// same bytes.
@@ -1151,9 +1159,7 @@ impl LogView {
                 self.partitions.keys().filter(|tp| !seen.contains_key(*tp)).cloned().collect();
             for tp in removed {
                 if let Some(p) = self.partitions.remove(&tp) {
-                    for s in p.segments.values() {
-                        self.cache.forget(s.id);
-                    }
+                    forget_segments(&mut self.cache, &p);
                 }
                 events.push(LogEvent::PartitionRemoved(tp));
             }
@@ -1172,7 +1178,13 @@ impl LogView {
                 Ok((new, e)) => {
                     if let Some(p) = new {
                         events.push(LogEvent::PartitionAdded(tp.clone()));
-                        self.partitions.insert(tp.clone(), p);
+                        // Reopened from another folder (moved between log dirs: the broker
+                        // swapped in the `-future` copy and renamed the old one `-delete`):
+                        // the old folder's files leave the cache, or they stay open after the
+                        // broker unlinks them.
+                        if let Some(old) = self.partitions.insert(tp.clone(), p) {
+                            forget_segments(&mut self.cache, &old);
+                        }
                     }
                     if let Some(p) = self.partitions.get_mut(&tp) {
                         p.reload_leader_epochs();
@@ -1181,7 +1193,8 @@ impl LogView {
                 }
                 // A partition directory that vanished between listing and opening is simply gone.
                 Err(LogError { kind: LogErrorKind::Io(ref e), .. }) if e.kind() == io::ErrorKind::NotFound => {
-                    if self.partitions.remove(&tp).is_some() {
+                    if let Some(p) = self.partitions.remove(&tp) {
+                        forget_segments(&mut self.cache, &p);
                         events.push(LogEvent::PartitionRemoved(tp));
                     }
                 }

@@ -1,6 +1,7 @@
 """Faults under logferry (issue 17), against the session's real broker.
 
-A topic deleted while logferry serves it (see that test's doc). The state dir full (ENOSPC) during OffsetCommit: logferry's state dir is a tiny tmpfs; a commit
+A topic deleted while logferry serves it, a partition moved between log dirs, the broker
+killed mid-produce, a retention storm, too few descriptors (see each test's doc). The state dir full (ENOSPC) during OffsetCommit: logferry's state dir is a tiny tmpfs; a commit
 that needs a new page once the file system is full is not acknowledged (logferry closes the
 connection instead of answering, with an error line), the commit acknowledged before is still
 what OffsetFetch reads, the process lives, and once space returns commits are acknowledged
@@ -389,6 +390,92 @@ def test_retention_storm_deletes_segments_under_in_flight_reads(own, tmp_path):
               f"{len(want)} of 4000 records left")
     finally:
         if producing.proc.poll() is None:
+            producing.proc.kill()
+        member.stop()
+        ferry.stop()
+        tool("org.apache.kafka.tools.TopicCommand", ["--bootstrap-server", own.bootstrap, "--delete", "--topic", topic])
+
+
+def held_open(pid, pred):
+    """The targets of the files process PID holds open for which PRED is true."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if pred(target):
+                out.append(target)
+    return out
+
+
+def reassign(b, plan_path, *args):
+    from test_security import tool
+    return tool("org.apache.kafka.tools.reassign.ReassignPartitionsCommand",
+                ["--bootstrap-server", b.bootstrap, "--reassignment-json-file", plan_path, *args])
+
+
+def test_partition_moved_between_log_dirs_under_readers(own, tmp_path):
+    """kafka-reassign-partitions.sh moves partition 0 to the broker's other log dir while a
+    paced producer writes and a group member and full reads go through logferry: the broker
+    copies it into a `-future` folder there (throttled, so the copy takes seconds), then swaps
+    it in (renames the old folder `-delete`). Every record served while both copies exist is
+    one the producer wrote, logferry then serves the partition from its new dir as the broker
+    does (the member reads everything), holds no file of the old folder, and lives."""
+    import json
+    from test_security import tool
+    topic, group = "faults-move", "g-move"
+    clients.produce(own.bootstrap, "grouped", topic, 3000, seed=78)
+    before = partition_dir(own, topic, 0)
+    target = next(d for d in own.log_dirs if not before.startswith(d.rstrip("/") + "/"))
+    size = sum(os.path.getsize(os.path.join(before, f)) for f in os.listdir(before) if f.endswith(".log"))
+    plan = tmp_path / "move.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": [own.node_id], "log_dirs": [os.path.abspath(target)]}]}))
+    ferry = Ferry(own.log_dirs)
+    member = clients.GroupMember("kcat", ferry.bootstrap, topic, group, str(tmp_path / "member.out"))
+    producing = clients.Producing(own.bootstrap, "grouped", topic, 2000, seed=79)
+    try:
+        wait_for(lambda: len(member.lines()) >= 3000, 60, "the member to read the first records",
+                 member.stderr_tail)
+        # About eight seconds of copying at the throttle.
+        reassign(own, str(plan), "--execute", "--replica-alter-log-dirs-throttle", str(max(size // 8, 10000)))
+        reads, futures = [], 0
+        def moved():
+            names = os.listdir(target)
+            return f"{topic}-0" in names and not [f for f in names if f.endswith("-future")]
+        deadline = time.monotonic() + 120
+        while not moved():
+            assert time.monotonic() < deadline, "the move did not complete within 120 s:\n" + \
+                reassign(own, str(plan), "--verify")
+            futures += any(f.startswith(f"{topic}-0.") and f.endswith("-future") for f in os.listdir(target))
+            reads.append(clients.consume("kcat", ferry.bootstrap, topic, timeout_s=60))
+        verify = reassign(own, str(plan), "--verify")  # (also removes the throttle)
+        assert "still in progress" not in verify and "completed successfully" in verify, verify
+        acked, _ = producing.result(timeout_s=240)
+        producing = None
+        print(f"move: {len(reads)} full reads, {futures} while the -future copy existed", file=sys.stderr)
+        assert futures, "no read ran while the -future copy existed (the throttle did not hold the copy)"
+        after = partition_dir(own, topic, 0)
+        assert after.startswith(os.path.abspath(target).rstrip("/") + "/"), f"{after}: not moved"
+        want = clients.consume("kcat", own.bootstrap, topic)
+        assert len(want) == 5000
+        for n, read in enumerate(reads):
+            foreign = set(read) - set(want)
+            assert not foreign, f"full read {n} during the move served records the broker does not hold: {sorted(foreign)[:3]}"
+            assert len(read) >= 3000, f"full read {n} during the move lost records: {len(read)}"
+        wait_for(lambda: clients.consume("kcat", ferry.bootstrap, topic) == want, 60,
+                 "logferry to serve the moved partition as the broker does", lambda: "\n".join(ferry.log[-20:]))
+        wait_for(lambda: set(member.lines()) >= set(want), 90, "the member to read everything",
+                 lambda: f"{len(set(member.lines()))} of {len(want)}\n{member.stderr_tail()}")
+        assert not set(member.lines()) - set(want)
+        assert {clients.kcat_view(l) for l in acked} <= set(want)
+        wait_for(lambda: not held_open(ferry.proc.pid, lambda t: "-delete/" in t or t.endswith(" (deleted)")
+                                       and t.startswith(tuple(own.log_dirs))),
+                 30, "logferry to close the files of the old folder",
+                 lambda: "\n".join(held_open(ferry.proc.pid, lambda t: "-delete" in t)))
+        assert ferry.proc.poll() is None
+        assert not [l for l in ferry.log if "panicked" in l]
+    finally:
+        if producing:
             producing.proc.kill()
         member.stop()
         ferry.stop()

@@ -308,3 +308,32 @@ fn periodic_rescan_in_slices_finds_new_and_removed_partitions() {
     assert!(events.iter().any(|e| matches!(e, logferry::log::LogEvent::PartitionRemoved(tp) if *tp == gone)));
     assert_eq!(view.partitions[&added].log_end_offset(), 2);
 }
+
+#[test]
+fn a_partition_moved_to_another_log_dir_is_served_from_there_and_its_old_files_are_closed() {
+    // The broker's swap at the end of a move between log dirs: the `-future` copy in the other
+    // dir is renamed to the partition's name, then the old folder is renamed `-delete` (and
+    // unlinked a minute later). Between the two renames both dirs hold `m-0`.
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let seg = crate::util::batch(0, 3, 1_700_000_000_000, 10, b'a');
+    std::fs::create_dir_all(a.path().join("m-0")).unwrap();
+    std::fs::write(a.path().join("m-0/00000000000000000000.log"), &seg).unwrap();
+    let mut view = LogView::open(&[a.path().to_path_buf(), b.path().to_path_buf()], 16).unwrap();
+    let tp = TopicPartition { topic: "m".into(), partition: 0 };
+    assert_eq!(view.partitions[&tp].dir, a.path().join("m-0"));
+    assert_eq!(view.cache.open_count(), 1, "the active segment is open");
+
+    std::fs::create_dir_all(b.path().join("m-0")).unwrap();
+    std::fs::write(b.path().join("m-0/00000000000000000000.log"), &seg).unwrap();
+    view.rescan().unwrap();
+    assert_eq!(view.partitions[&tp].dir, a.path().join("m-0"), "both dirs hold it: the first is served");
+
+    let deleted = a.path().join("m-0.0123456789abcdef0123456789abcdef-delete");
+    std::fs::rename(a.path().join("m-0"), &deleted).unwrap();
+    view.rescan().unwrap();
+    let p = &view.partitions[&tp];
+    assert_eq!(p.dir, b.path().join("m-0"), "served from the dir it moved to");
+    assert_eq!(p.log_end_offset(), 3);
+    assert_eq!(view.cache.open_count(), 1, "the old folder's segment left the cache");
+}
