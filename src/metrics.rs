@@ -28,6 +28,7 @@ pub struct Metrics {
     pub requests: Family<Labels, Counter>,
     pub errors: Family<Labels, Counter>,
     pub protocol_violations: Counter,
+    pub request_timeouts: Counter,
     pub sent_bytes: Family<Labels, Counter>,
     pub fetch_wait_seconds: Histogram,
     pub fetch_send_seconds: Histogram,
@@ -83,6 +84,7 @@ impl Metrics {
             requests: Family::default(),
             errors: Family::default(),
             protocol_violations: Counter::default(),
+            request_timeouts: Counter::default(),
             sent_bytes: Family::default(),
             fetch_wait_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             fetch_send_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 18)),
@@ -135,6 +137,11 @@ impl Metrics {
             "protocol_violations",
             "Connections closed for bad input or unsupported requests",
             m.protocol_violations.clone(),
+        );
+        registry.register(
+            "request_timeouts",
+            "Connections closed because a request did not arrive within request_ms_max (slow senders)",
+            m.request_timeouts.clone(),
         );
         registry.register(
             "sasl_authentications",

@@ -99,6 +99,11 @@ pub struct ServeArgs {
     #[argh(option, default = "10_000")]
     pub tls_handshake_ms_max: u64,
 
+    /// close a connection whose request has not fully arrived this long after its first byte,
+    /// in milliseconds (slow senders; default 30000, the clients' own request.timeout.ms)
+    #[argh(option, default = "crate::server::REQUEST_MS_MAX_DEFAULT")]
+    pub request_ms_max: u64,
+
     /// node id to present (default: node.id from meta.properties, else 0)
     #[argh(option)]
     pub node_id: Option<i32>,

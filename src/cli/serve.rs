@@ -436,6 +436,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         idle_timeout_ms: args.idle_timeout_ms,
         buffered_request_bytes_max: args.buffered_request_bytes_max,
         tls_handshake_ms_max: args.tls_handshake_ms_max,
+        request_ms_max: args.request_ms_max,
         fetch_sessions_max: args.fetch_sessions_max,
         descriptors_max: nofile,
         ..Limits::default()

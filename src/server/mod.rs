@@ -115,6 +115,11 @@ pub struct Limits {
     pub recv_bytes_per_turn_max: usize,
     /// How long a TLS handshake may take from accept (a stalled one closes; checked each second).
     pub tls_handshake_ms_max: u64,
+    /// How long a request may take to arrive, from its first byte (or from when the connection
+    /// went back to reading, for bytes that came early) to its last; a slower one closes the
+    /// connection (slowloris; checked each second). The clients' own `request.timeout.ms`
+    /// default is 30 s: no client waits longer for an answer.
+    pub request_ms_max: u64,
     /// Incremental fetch sessions kept (KIP-227; Kafka's
     /// `max.incremental.fetch.session.cache.slots`); 0 hands out none.
     pub fetch_sessions_max: usize,
@@ -140,6 +145,7 @@ impl Default for Limits {
             buffered_request_bytes_max: BUFFERED_REQUEST_BYTES_MAX_DEFAULT,
             recv_bytes_per_turn_max: 1 << 20,
             tls_handshake_ms_max: 10_000,
+            request_ms_max: REQUEST_MS_MAX_DEFAULT,
             fetch_sessions_max: crate::protocol::fetch_session::SESSION_CACHE_SLOTS_DEFAULT,
             descriptors_max: 0,
         }
@@ -201,6 +207,9 @@ struct Conn {
     /// Plain TCP or a TLS session.
     transport: Transport,
     accepted_at: Instant,
+    /// When the partial request in `rbuf` started counting against `request_ms_max` (None when
+    /// `rbuf` is empty).
+    request_started: Option<Instant>,
 }
 
 /// A connection to the metrics endpoint: read one request, write one response, close.
@@ -273,6 +282,9 @@ pub struct Server {
     /// Slots of the connections whose Fetch is parked.
     parked: Vec<usize>,
     last_idle_check: Instant,
+    /// Connections closed by `request_ms_max` not yet in a log line, and when the last went out.
+    slow_closed_unlogged: u64,
+    slow_logged_at: Option<Instant>,
     groups: Groups,
     /// Serial numbers of requests that wait for the group coordinator.
     next_serial: u64,
@@ -317,6 +329,9 @@ struct UpstreamLink {
 /// Largest upstream response accepted (watch answers are small; a full-session answer names
 /// every partition).
 const UPSTREAM_FRAME_BYTES_MAX: usize = 64 << 20;
+
+/// Default of [`Limits::request_ms_max`].
+pub const REQUEST_MS_MAX_DEFAULT: u64 = 30_000;
 
 /// How often idle connections are looked for.
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -389,6 +404,8 @@ impl Server {
             open: 0,
             parked: Vec::new(),
             last_idle_check: Instant::now(),
+            slow_closed_unlogged: 0,
+            slow_logged_at: None,
             groups,
             next_serial: 0,
             after_sync: Vec::new(),
@@ -732,6 +749,7 @@ impl Server {
                         close_after_write: None,
                         transport,
                         accepted_at: Instant::now(),
+                        request_started: None,
                     });
                     self.open += 1;
                     self.counters.connections_accepted += 1;
@@ -842,6 +860,8 @@ impl Server {
                                 self.metrics.fetch_send_seconds.observe(c.ready_at.elapsed().as_secs_f64());
                             }
                             c.state = ConnState::Reading;
+                            // Bytes read early (a pipelined request) count from now on.
+                            c.request_started = (!c.rbuf.is_empty()).then(Instant::now);
                             if let Some(why) = c.close_after_write.take() {
                                 self.close(i, why, false);
                                 return;
@@ -899,6 +919,7 @@ impl Server {
                             };
                             trim_request_buffer(&mut c.rbuf);
                             c.last_progress = Instant::now();
+                            c.request_started = (!c.rbuf.is_empty()).then_some(c.last_progress);
                             requests += 1;
                             self.account(i);
                             self.handle(i, frame);
@@ -978,6 +999,7 @@ impl Server {
                                     c.rbuf.reserve_exact(n);
                                     c.rbuf.extend_from_slice(&chunk[..n]);
                                     c.last_progress = Instant::now();
+                                    c.request_started.get_or_insert(c.last_progress);
                                     read_bytes += n;
                                     self.account(i);
                                 }
@@ -1660,6 +1682,7 @@ impl Server {
 
     fn check_idle(&mut self, now: Instant) {
         let idle = Duration::from_millis(self.limits.idle_timeout_ms);
+        let mut slow = 0u64;
         for i in 0..self.conns.len() {
             let Some(c) = self.conns[i].as_ref() else { continue };
             if matches!(
@@ -1678,9 +1701,35 @@ impl Server {
                 self.close(i, format!("TLS handshake not done within {} ms", self.limits.tls_handshake_ms_max), true);
                 continue;
             }
+            if let (ConnState::Reading, Some(t)) = (&c.state, c.request_started) {
+                if now.duration_since(t) >= Duration::from_millis(self.limits.request_ms_max) {
+                    self.metrics.request_timeouts.inc();
+                    let why = format!(
+                        "request not complete within request_ms_max {} ms ({} bytes of it arrived)",
+                        self.limits.request_ms_max,
+                        c.rbuf.len()
+                    );
+                    self.close(i, why, false);
+                    slow += 1;
+                    continue;
+                }
+            }
             if now.duration_since(c.last_progress) >= idle {
                 self.close(i, format!("idle for {} ms", self.limits.idle_timeout_ms), false);
             }
+        }
+        // One line per connection would flood the log under a slowloris: a summary every 10 s.
+        self.slow_closed_unlogged += slow;
+        if self.slow_closed_unlogged > 0
+            && self.slow_logged_at.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            log::warn!(
+                "closed {} connections whose request did not arrive within request_ms_max {} ms (slow senders)",
+                self.slow_closed_unlogged,
+                self.limits.request_ms_max
+            );
+            self.slow_closed_unlogged = 0;
+            self.slow_logged_at = Some(now);
         }
     }
 }

@@ -148,3 +148,83 @@ fn a_small_pool_admits_one_large_request_and_keeps_serving_small_ones() {
     ok.s.write_all(&f).unwrap();
     ok.s.read_exact(&mut size).unwrap();
 }
+
+/// Opens `n` connections that each send the 4-byte size of a 60-byte request and nothing more.
+fn slow_senders(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&60i32.to_be_bytes()).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect()
+}
+
+/// How many of `conns` the server has closed (EOF or reset), without blocking.
+fn closed_count(conns: &mut [TcpStream]) -> usize {
+    let mut b = [0u8; 1];
+    conns
+        .iter()
+        .filter(|&s| match { s }.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != ErrorKind::WouldBlock,
+        })
+        .count()
+}
+
+#[test]
+fn slow_senders_are_closed_after_request_ms_max_and_others_are_served() {
+    let m = crate::tls::metrics_addr();
+    let s = serve(&["--request-ms-max", "2000", "--metrics-listen", &m]);
+    let expected = kcat_offsets(s.addr);
+    // Quiet connections are the idle timeout's business, not this limit's.
+    let mut quiet = TcpStream::connect(s.addr).unwrap();
+    // A client that sends a whole request slowly, but within the limit, gets its answer.
+    let mut patient = crate::serve::Client::connect(s.addr);
+    let f = patient.frame(3, &kafka_protocol::messages::ApiVersionsRequest::default());
+
+    // 500 slowloris connections: a byte every 400 ms, so never idle, never a whole request.
+    let start = Instant::now();
+    let mut slow = slow_senders(s.addr, 500);
+    let mut reads = 0;
+    let mut sent_patient = 0;
+    while start.elapsed() < Duration::from_millis(1500) {
+        for c in slow.iter_mut() {
+            let _ = c.write(&[0]);
+        }
+        if sent_patient < f.len() {
+            let n = (f.len() / 3).max(1).min(f.len() - sent_patient);
+            patient.s.write_all(&f[sent_patient..sent_patient + n]).unwrap();
+            sent_patient += n;
+        }
+        assert_eq!(kcat_offsets(s.addr), expected, "a consumer reads every partition meanwhile");
+        reads += 1;
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    patient.s.write_all(&f[sent_patient..]).unwrap();
+    assert!(!patient.read_frame().unwrap().is_empty(), "the patient client is answered");
+    assert_eq!(closed_count(&mut slow), 0, "closed before request_ms_max");
+    // Keep trickling: every one of them is closed soon after 2 s from its first byte.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut closed = 0;
+    while closed < slow.len() {
+        assert!(Instant::now() < deadline, "{closed} of {} slow senders closed", slow.len());
+        for c in slow.iter_mut() {
+            let _ = c.write(&[0]);
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        closed = closed_count(&mut slow);
+    }
+    assert!(start.elapsed() >= Duration::from_millis(2000), "closed before the limit: {:?}", start.elapsed());
+    assert_eq!(crate::tls::metric(&m, "logferry_request_timeouts_total"), 500);
+    eprintln!("slowloris: 500 closed after {:?}; kcat read the topic {reads} times meanwhile", start.elapsed());
+    // The quiet connection and the patient one are still open and served.
+    quiet.set_nonblocking(true).unwrap();
+    assert_eq!(closed_count(std::slice::from_mut(&mut quiet)), 0, "a quiet connection was closed");
+    let f = patient.frame(3, &kafka_protocol::messages::ApiVersionsRequest::default());
+    patient.s.write_all(&f).unwrap();
+    assert!(!patient.read_frame().unwrap().is_empty());
+    assert_eq!(kcat_offsets(s.addr), expected);
+}

@@ -111,13 +111,13 @@ fn raw_fetch<S: Read + Write>(c: &mut Client<S>, partition: i32, offset: i64) ->
 }
 
 /// A sample of the metrics endpoint; 0 for a labelled series not yet created.
-fn metric(addr: &str, name: &str) -> u64 {
+pub fn metric(addr: &str, name: &str) -> u64 {
     let text = crate::service::http_get(addr, "/metrics");
     assert!(text.contains(name.split('{').next().unwrap_or(name)), "{name} not in {text}");
     text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
 }
 
-fn metrics_addr() -> String {
+pub fn metrics_addr() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     format!("127.0.0.1:{port}")
 }
