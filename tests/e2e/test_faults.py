@@ -1,7 +1,8 @@
 """Faults under logferry (issue 17), against the session's real broker.
 
 A topic deleted while logferry serves it, a partition moved between log dirs, the broker
-killed mid-produce, a retention storm, too few descriptors (see each test's doc). The state dir full (ENOSPC) during OffsetCommit: logferry's state dir is a tiny tmpfs; a commit
+killed mid-produce, a retention storm, too few descriptors, 10,000 slow senders and a connection
+storm at the accept limit (see each test's doc). The state dir full (ENOSPC) during OffsetCommit: logferry's state dir is a tiny tmpfs; a commit
 that needs a new page once the file system is full is not acknowledged (logferry closes the
 connection instead of answering, with an error line), the commit acknowledged before is still
 what OffsetFetch reads, the process lives, and once space returns commits are acknowledged
@@ -355,16 +356,21 @@ def test_retention_storm_deletes_segments_under_in_flight_reads(own, tmp_path):
     member = clients.GroupMember("kcat", ferry.bootstrap, topic, group, str(tmp_path / "member.out"))
     producing = clients.Producing(own.bootstrap, "grouped", topic, 4000, seed=77)
     try:
-        reads = []
-        while producing.proc.poll() is None:
+        reads, during = [], 0
+        # Full reads back to back while the producer runs, and at least three in all: retention
+        # goes on deleting segments for seconds after the last write (on a loaded machine the
+        # producer may be done after one read).
+        while producing.proc.poll() is None or len(reads) < 3:
+            running = producing.proc.poll() is None
             reads.append(clients.consume("kcat", ferry.bootstrap, topic, timeout_s=60))
+            during += running
         acked, _ = producing.result(timeout_s=60)
         written = {clients.kcat_view(l) for l in acked}
         assert len(written) == 4000
         for n, read in enumerate(reads):
             foreign = set(read) - written
             assert not foreign, f"full read {n} served records never written: {sorted(foreign)[:3]}"
-        assert len(reads) >= 2 and any(reads), f"{len(reads)} full reads while the producer ran"
+        assert during >= 1 and any(reads), f"{during} full reads started while the producer ran"
         wait_for(lambda: len(set(member.lines())) > 2000, 60, "the member to read along",
                  lambda: f"{len(set(member.lines()))} lines\n{member.stderr_tail()}")
         foreign = set(member.lines()) - written
@@ -386,7 +392,7 @@ def test_retention_storm_deletes_segments_under_in_flight_reads(own, tmp_path):
                  lambda: "\n".join(deleted_open(ferry.proc.pid, own.log_dirs)[:5]))
         assert ferry.proc.poll() is None
         assert not [l for l in ferry.log if "panicked" in l]
-        print(f"storm: {len(reads)} full reads, {len(set(member.lines()))} member lines, "
+        print(f"storm: {len(reads)} full reads ({during} while producing), {len(set(member.lines()))} member lines, "
               f"{len(want)} of 4000 records left")
     finally:
         if producing.proc.poll() is None:
@@ -480,3 +486,192 @@ def test_partition_moved_between_log_dirs_under_readers(own, tmp_path):
         member.stop()
         ferry.stop()
         tool("org.apache.kafka.tools.TopicCommand", ["--bootstrap-server", own.bootstrap, "--delete", "--topic", topic])
+
+
+# -- Floods: slow senders and connection storms (the session broker; logferry is the target). --
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise KeyError("VmRSS")
+
+
+def raise_nofile(n):
+    """Lets this process (and logferry, which inherits it) hold N descriptors (root may raise the
+    hard limit); fails loudly when it cannot."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(n, min(hard, 65536)), max(n, hard)))
+        except ValueError as e:
+            raise AssertionError(f"cannot raise the open-files limit from {soft}/{hard} to {n}: {e}") from e
+
+
+class Slowloris:
+    """N connections that each declare a 60-byte request and send one byte of it per second
+    (never idle, never a whole request), from a thread; counts the ones logferry has closed."""
+
+    def __init__(self, bootstrap, n):
+        import socket
+        import struct
+        import threading
+        host, port = bootstrap.rsplit(":", 1)
+        self.socks = []
+        for _ in range(n):
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(struct.pack(">i", 60))
+            s.setblocking(False)
+            self.socks.append(s)
+        self.open = set(range(n))
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self):
+        while not self.done.wait(1.0):
+            for i in list(self.open):
+                s = self.socks[i]
+                try:
+                    if s.recv(1) == b"":
+                        self.open.discard(i)  # logferry closed it
+                        continue
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self.open.discard(i)
+                    continue
+                try:
+                    s.send(b"\0")
+                except OSError:
+                    self.open.discard(i)
+
+    def close(self):
+        self.done.set()
+        self.thread.join(10)
+        for s in self.socks:
+            s.close()
+
+
+def test_ten_thousand_slow_senders_are_closed_and_consumers_are_served(kafka):
+    """10,000 connections that each send a byte a second (slowloris: never idle, so the idle
+    timeout never fires): while they trickle a consumer reads the topic through logferry as the
+    broker serves it; each of them is closed once its request has not arrived within
+    --request-ms-max (counted in the metric); RSS stays bounded and open files return to
+    their baseline."""
+    import broker
+    raise_nofile(12000)
+    topic = "faults-slowloris"
+    clients.produce(kafka.bootstrap, "plain", topic, 2000, seed=80)
+    want = clients.consume("kcat", kafka.bootstrap, topic)
+    assert len(want) == 2000
+    port = broker.free_port()
+    ferry = Ferry([kafka.log_dir], extra=["--metrics-listen", f"127.0.0.1:{port}", "--request-ms-max", "8000",
+                                          "--connections-max", "10100"])
+    slow = None
+    try:
+        pid = ferry.proc.pid
+        # (After a read: the topic's segment files stay open in the log model's cache.)
+        assert clients.consume("kcat", ferry.bootstrap, topic) == want
+        baseline_files, baseline_rss = open_files(pid), rss_bytes(pid)
+        t0 = time.monotonic()
+        slow = Slowloris(ferry.bootstrap, 10000)
+        opened_s = time.monotonic() - t0
+        wait_for(lambda: metric(port, "logferry_connections") >= 10000, 30, "10,000 connections accepted",
+                 lambda: str(metric(port, "logferry_connections")))
+        reads, peak = 0, 0
+        while time.monotonic() - t0 < 7 and reads < 3:
+            assert clients.consume("kcat", ferry.bootstrap, topic) == want, "a consumer under the slowloris"
+            reads += 1
+            peak = max(peak, rss_bytes(pid))
+        assert reads >= 1
+        assert len(slow.open) == 10000, f"only {len(slow.open)} slow senders open before request_ms_max"
+        wait_for(lambda: not slow.open, 60, "every slow sender to be closed", lambda: f"{len(slow.open)} open")
+        closed_s = time.monotonic() - t0
+        assert closed_s >= 8, f"closed before --request-ms-max: {closed_s:.1f} s"
+        assert metric(port, "logferry_request_timeouts_total") == 10000
+        assert any("did not arrive within request_ms_max 8000 ms" in l for l in ferry.log), ferry.log[-5:]
+        peak = max(peak, rss_bytes(pid))
+        print(f"slowloris: 10,000 connections opened in {opened_s:.1f} s, all closed {closed_s:.1f} s after the "
+              f"first; kcat read {reads} times meanwhile; RSS {baseline_rss >> 20} -> {peak >> 20} MiB")
+        assert peak < baseline_rss + (200 << 20), f"RSS peaked at {peak >> 20} MiB"
+        wait_for(lambda: open_files(pid) <= baseline_files + 2, 30, "open files back to their baseline",
+                 lambda: f"{open_files(pid)} vs {baseline_files}")
+        assert clients.consume("kcat", ferry.bootstrap, topic) == want
+        assert ferry.proc.poll() is None
+        assert not [l for l in ferry.log if "panicked" in l]
+    finally:
+        if slow:
+            slow.close()
+        ferry.stop()
+
+
+def test_connection_storm_at_the_accept_limit(kafka):
+    """Four threads open connections 60 at a time, send an ApiVersions request on each and drop
+    them (half with a reset), against --connections-max 100, for 15 s: accepting pauses at the
+    cap and resumes, a consumer meanwhile reads the topic as the broker serves it, logferry
+    lives, and its connections and open files return to their baseline after the storm."""
+    import socket
+    import struct
+    import threading
+    import broker
+    topic = "faults-accept-storm"
+    clients.produce(kafka.bootstrap, "plain", topic, 2000, seed=81)
+    want = clients.consume("kcat", kafka.bootstrap, topic)
+    port = broker.free_port()
+    ferry = Ferry([kafka.log_dir], extra=["--metrics-listen", f"127.0.0.1:{port}", "--connections-max", "100"])
+    host, p = ferry.bootstrap.rsplit(":", 1)
+    # ApiVersions v0: size, api key 18, version 0, correlation id 1, client id "storm".
+    request = struct.pack(">ihhih", 15, 18, 0, 1, 5) + b"storm"
+    done = threading.Event()
+    opened = [0] * 4
+    errors = []
+
+    def storm(k):
+        while not done.is_set():
+            batch = []
+            try:
+                for _ in range(60):
+                    s = socket.create_connection((host, int(p)), timeout=10)
+                    s.sendall(request)
+                    batch.append(s)
+                    opened[k] += 1
+            except OSError as e:
+                errors.append(repr(e))
+            for j, s in enumerate(batch):
+                if j % 2:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+
+    try:
+        pid = ferry.proc.pid
+        assert clients.consume("kcat", ferry.bootstrap, topic) == want
+        baseline_files = open_files(pid)
+        threads = [threading.Thread(target=storm, args=(k,), daemon=True) for k in range(4)]
+        for t in threads:
+            t.start()
+        t0, reads = time.monotonic(), 0
+        while time.monotonic() - t0 < 15:
+            assert clients.consume("kcat", ferry.bootstrap, topic) == want, "a consumer during the storm"
+            reads += 1
+        done.set()
+        for t in threads:
+            t.join(30)
+        accepted = metric(port, "logferry_connections_accepted_total")
+        print(f"storm: {sum(opened)} connections opened, {accepted:.0f} accepted, kcat read {reads} times; "
+              f"connect errors {len(errors)}")
+        assert sum(opened) > 2000 and accepted > 2000, (opened, accepted)
+        assert len(errors) < sum(opened) // 100, errors[:5]
+        assert any("connections_max (100) reached" in l for l in ferry.log), "the storm never reached the cap"
+        wait_for(lambda: metric(port, "logferry_connections") == 0, 30, "the storm's connections to close",
+                 lambda: str(metric(port, "logferry_connections")))
+        wait_for(lambda: open_files(pid) <= baseline_files + 2, 30, "open files back to their baseline",
+                 lambda: f"{open_files(pid)} vs {baseline_files}")
+        assert clients.consume("kcat", ferry.bootstrap, topic) == want
+        assert ferry.proc.poll() is None
+        assert not [l for l in ferry.log if "panicked" in l]
+    finally:
+        done.set()
+        ferry.stop()
