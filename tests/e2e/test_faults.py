@@ -1,7 +1,7 @@
 """Faults under logferry (issue 17), against the session's real broker.
 
 A topic deleted while logferry serves it, a partition moved between log dirs, the broker
-killed mid-produce, a retention storm, too few descriptors, 10,000 slow senders and a connection
+killed mid-produce, a retention storm, a compaction storm, too few descriptors, 10,000 slow senders and a connection
 storm at the accept limit (see each test's doc). The state dir full (ENOSPC) during OffsetCommit: logferry's state dir is a tiny tmpfs; a commit
 that needs a new page once the file system is full is not acknowledged (logferry closes the
 connection instead of answering, with an error line), the commit acknowledged before is still
@@ -169,7 +169,8 @@ def own(tmp_path_factory):
     b = broker.Broker(work, heap="512m")
     second = os.path.join(work, "kafka-logs-2")
     os.makedirs(second, exist_ok=True)
-    b.extra = {"log.dirs": f"{b.log_dir},{second}"}
+    # The cleaner looks for work every 200 ms (default 15 s) for the compaction storm.
+    b.extra = {"log.dirs": f"{b.log_dir},{second}", "log.cleaner.backoff.ms": "200"}
     b.log_dirs = [b.log_dir, second]
     b.start()
     try:
@@ -394,6 +395,77 @@ def test_retention_storm_deletes_segments_under_in_flight_reads(own, tmp_path):
         assert not [l for l in ferry.log if "panicked" in l]
         print(f"storm: {len(reads)} full reads ({during} while producing), {len(set(member.lines()))} member lines, "
               f"{len(want)} of 4000 records left")
+    finally:
+        if producing.proc.poll() is None:
+            producing.proc.kill()
+        member.stop()
+        ferry.stop()
+        tool("org.apache.kafka.tools.TopicCommand", ["--bootstrap-server", own.bootstrap, "--delete", "--topic", topic])
+
+
+def cleaned_to(b, topic):
+    """The cleaner's checkpoint offsets of TOPIC's partitions in broker B's log dirs."""
+    out = {}
+    for d in b.log_dirs:
+        path = os.path.join(d, "cleaner-offset-checkpoint")
+        if os.path.exists(path):
+            for line in open(path).read().splitlines()[2:]:
+                t, part, off = line.split()
+                if t == topic:
+                    out[int(part)] = int(off)
+    return out
+
+
+def test_compaction_storm_swaps_segments_under_in_flight_reads(own, tmp_path):
+    """A compacted topic that rolls every second, cleaned as soon as 1% is dirty and whose
+    replaced segments are unlinked one second after the swap (`.cleaned` -> `.swap` -> `.log`,
+    the old `.log` renamed `.deleted`), written by a paced producer while a group member tails
+    it and full reads run back to back through logferry until the cleaner has passed over the
+    log several times: every record served is one the producer wrote at that offset, logferry
+    then serves what the broker does, and it holds no deleted file open."""
+    from test_security import tool
+    topic, group = "faults-compact", "g-compact"
+    tool("org.apache.kafka.tools.TopicCommand",
+         ["--bootstrap-server", own.bootstrap, "--create", "--topic", topic, "--partitions", "3",
+          "--config", "cleanup.policy=compact", "--config", "segment.ms=1000",
+          "--config", "min.cleanable.dirty.ratio=0.01", "--config", "file.delete.delay.ms=1000",
+          "--config", "delete.retention.ms=600000"])
+    ferry = Ferry(own.log_dirs, extra=["--visibility", "log-end"])
+    member = clients.GroupMember("kcat", ferry.bootstrap, topic, group, str(tmp_path / "member.out"))
+    producing = clients.Producing(own.bootstrap, "compacted", topic, 6000, seed=82)
+    try:
+        reads, passes = [], []
+        # Read while the producer runs, then on until the cleaner has moved on three times.
+        while producing.proc.poll() is None or len(passes) < 3:
+            reads.append(clients.consume("kcat", ferry.bootstrap, topic, timeout_s=60))
+            cleaned = cleaned_to(own, topic)
+            if cleaned and (not passes or cleaned != passes[-1]):
+                passes.append(cleaned)
+            assert len(reads) < 200, f"the cleaner did not move on: {passes}"
+        acked, _ = producing.result(timeout_s=60)
+        written = {clients.kcat_view(l) for l in acked}
+        assert len(written) == 6000
+        for n, read in enumerate(reads):
+            foreign = set(read) - written
+            assert not foreign, f"full read {n} served records never written: {sorted(foreign)[:3]}"
+        wait_for(lambda: len(set(member.lines())) >= 150, 60, "the member to read along",
+                 lambda: f"{len(set(member.lines()))} lines\n{member.stderr_tail()}")
+        foreign = set(member.lines()) - written
+        assert not foreign, f"the member was served records never written: {sorted(foreign)[:3]}"
+        want = clients.consume("kcat", own.bootstrap, topic)
+        assert len(want) < 6000, "nothing was compacted away"
+
+        def differ():
+            want, got = clients.consume("kcat", own.bootstrap, topic), clients.consume("kcat", ferry.bootstrap, topic)
+            return f"broker {len(want)} logferry {len(got)}; {sorted(os.listdir(partition_dir(own, topic, 0)))}"
+        wait_for(lambda: clients.consume("kcat", ferry.bootstrap, topic) == clients.consume("kcat", own.bootstrap, topic),
+                 60, "logferry to serve what the broker holds once the cleaner settles", differ)
+        wait_for(lambda: not deleted_open(ferry.proc.pid, own.log_dirs), 30, "logferry to close the replaced segments",
+                 lambda: "\n".join(deleted_open(ferry.proc.pid, own.log_dirs)[:5]))
+        assert ferry.proc.poll() is None
+        assert not [l for l in ferry.log if "panicked" in l]
+        print(f"compaction storm: {len(reads)} full reads over {len(passes)} cleaner passes {passes[-1]}, "
+              f"{len(set(member.lines()))} member lines, {len(want)} of 6000 records left")
     finally:
         if producing.proc.poll() is None:
             producing.proc.kill()
