@@ -3,7 +3,7 @@ every partition) with one logferry beside each broker, each following its broker
 Consumers of every stack bootstrap from ONE logferry and must read every partition of every topic
 exactly as they read it from the brokers; topics created and deleted on the cluster show up in
 logferry's Metadata within a second; a broker SIGKILLed mid-read moves its leaders and the fleet
-follows. The cluster and the fleet are started once for the module."""
+follows; a partition reassigned to another broker under readers is followed too. The cluster and the fleet are started once for the module."""
 import os
 import socket
 import struct
@@ -293,3 +293,63 @@ def test_a_broker_killed_mid_read_moves_its_leaders_and_nothing_is_lost(fleet):
         assert 3 in nodes and set(nodes) == {1, 2, 3}
     finally:
         fleet.cluster.node(3).start(timeout_s=120)
+
+
+def test_a_partition_moved_between_brokers_is_followed_by_the_fleet(fleet, tmp_path):
+    """kafka-reassign-partitions.sh moves partition 0 from brokers [1, 2] to [3, 2] (throttled,
+    so the copy to broker 3 takes seconds) while a producer writes and full reads go through the
+    logferry beside broker 1: every read during the move serves only records the cluster holds
+    and none is lost; once the move completes the leader moves off broker 1, broker 1 deletes
+    its copy, consumers through that logferry read the topic as the cluster serves it (the
+    partition now from the logferry beside broker 3), and logferry 1 holds no file of the
+    deleted copy."""
+    import json
+    from test_faults import held_open, reassign
+    topic = "fleet-moved"
+    fleet.cluster.create_topic(topic, [[1, 2], [2, 1], [1, 2]], {"segment.bytes": str(1024 * 1024)})
+    clients.produce(fleet.cluster.bootstrap, "plain", topic, 3000, seed=48)
+    via = fleet.bootstrap(1)
+    n1 = fleet.cluster.node(1)
+    old = os.path.join(n1.log_dir, f"{topic}-0")
+    size = sum(os.path.getsize(os.path.join(old, f)) for f in os.listdir(old) if f.endswith(".log"))
+    plan = tmp_path / "move.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [{"topic": topic, "partition": 0, "replicas": [3, 2]}]}))
+    b = fleet.cluster
+    producing = clients.Producing(b.bootstrap, "plain", topic, 1500, seed=49)
+    try:
+        # About six seconds of copying at the throttle.
+        reassign(b, str(plan), "--execute", "--throttle", str(max(size // 6, 10000)))
+        reads, deadline = [], time.monotonic() + 180
+        def done(verify):
+            return "fleet-moved-0 is completed" in verify and "in progress" not in verify
+        while not done(verify := reassign(b, str(plan), "--verify")) or not reads:
+            assert time.monotonic() < deadline, "the move did not complete within 180 s:\n" + verify
+            reads.append(clients.consume("kcat", via, topic, timeout_s=60))
+        acked, _ = producing.result(timeout_s=240)
+        producing = None
+        wait_for(lambda: metadata(via)[1][topic][0][1] in (2, 3), 30, "partition 0's leader to move off broker 1",
+                 lambda: str(metadata(via)[1].get(topic)))
+        want = clients.consume("kcat", b.bootstrap, topic)
+        assert len(want) == 4500 and {clients.kcat_view(l) for l in acked} <= set(want)
+        for n, read in enumerate(reads):
+            foreign = set(read) - set(want)
+            assert not foreign, f"full read {n} during the move served records the cluster does not hold: {sorted(foreign)[:3]}"
+            assert len(read) >= 3000, f"full read {n} during the move lost records: {len(read)}"
+        print(f"moved between brokers: {len(reads)} full reads during the move", file=sys.stderr)
+        wait_for(lambda: clients.consume("kcat", via, topic) == want, 60,
+                 "consumers through logferry 1 to read the moved topic as the cluster serves it")
+        for client in ("java", "kafka-python"):
+            got = clients.consume(client, via, topic)
+            assert sorted(got) == sorted(clients.consume(client, b.bootstrap, topic)), client
+        wait_for(lambda: not os.path.exists(old), 90, "broker 1 to delete its copy")
+        pid = fleet.ferries[1].proc.pid
+        wait_for(lambda: not held_open(pid, lambda t: f"/{topic}-0" in t), 30,
+                 "logferry 1 to close the files of the deleted copy",
+                 lambda: "\n".join(held_open(pid, lambda t: f"/{topic}-0" in t)))
+        assert all(f.proc.poll() is None for f in fleet.ferries.values())
+        assert not [l for f in fleet.ferries.values() for l in f.log if "panicked" in l]
+    finally:
+        if producing:
+            producing.proc.kill()
+        reassign(b, str(plan), "--verify")  # removes the throttle
+        fleet.cluster.delete_topic(topic)
