@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import broker  # noqa: E402
 import clients  # noqa: E402
 import cluster as kcluster  # noqa: E402
+from cluster import Fleet  # noqa: E402
 from conftest import wait_for  # noqa: E402
-from ferry import Ferry  # noqa: E402
 from test_upstream import metric, stable_with  # noqa: E402
 
 CLIENTS = ["kcat", "java", "franz-go", "kafka-python"]
@@ -92,31 +92,6 @@ def _recv(s, n):
             raise ConnectionError("closed")
         out += chunk
     return out
-
-
-class Fleet:
-    def __init__(self, c, tmp):
-        self.cluster = c
-        ports = {n.node_id: broker.free_port() for n in c.nodes}
-        self.ports = ports
-        self.ferries = {}
-        for n in c.nodes:
-            peers = [a for i, p in ports.items() if i != n.node_id for a in ("--peer", f"{i}=127.0.0.1:{p}")]
-            metrics = broker.free_port()
-            # --upstream: real-time high watermarks, and the metadata quorum's committed offset.
-            self.ferries[n.node_id] = Ferry([], extra=["--broker-config", n.conf, *peers,
-                                                       "--upstream", n.bootstrap, "--groups", "local",
-                                                       "--metrics-listen", f"127.0.0.1:{metrics}"],
-                                            listen=f"127.0.0.1:{ports[n.node_id]}",
-                                            state_dir=os.path.join(tmp, f"state{n.node_id}"))
-            self.ferries[n.node_id].metrics = f"127.0.0.1:{metrics}"
-
-    def bootstrap(self, node_id):
-        return self.ferries[node_id].bootstrap
-
-    def stop(self):
-        for f in self.ferries.values():
-            f.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import sys
 import time
 
 import broker
+from ferry import Ferry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -138,3 +139,31 @@ if __name__ == "__main__":
         pass
     finally:
         c.stop()
+
+
+class Fleet:
+    """One logferry beside each node of cluster C (its broker config, the others as --peer,
+    --upstream to its broker, local groups, a metrics port), state dirs under TMP."""
+
+    def __init__(self, c, tmp):
+        self.cluster = c
+        ports = {n.node_id: broker.free_port() for n in c.nodes}
+        self.ports = ports
+        self.ferries = {}
+        for n in c.nodes:
+            peers = [a for i, p in ports.items() if i != n.node_id for a in ("--peer", f"{i}=127.0.0.1:{p}")]
+            metrics = broker.free_port()
+            # --upstream: real-time high watermarks, and the metadata quorum's committed offset.
+            self.ferries[n.node_id] = Ferry([], extra=["--broker-config", n.conf, *peers,
+                                                       "--upstream", n.bootstrap, "--groups", "local",
+                                                       "--metrics-listen", f"127.0.0.1:{metrics}"],
+                                            listen=f"127.0.0.1:{ports[n.node_id]}",
+                                            state_dir=os.path.join(tmp, f"state{n.node_id}"))
+            self.ferries[n.node_id].metrics = f"127.0.0.1:{metrics}"
+
+    def bootstrap(self, node_id):
+        return self.ferries[node_id].bootstrap
+
+    def stop(self):
+        for f in self.ferries.values():
+            f.stop()
