@@ -20,6 +20,7 @@ complete -c logferry -n '__fish_seen_subcommand_from serve' -l tls-key -x -d 'PE
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l tls-client-ca -x -d 'PEM CA certificates client certificates must chain to'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l tls-client-auth -x -d 'client certificates'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l tls-handshake-ms-max -x -d 'close a TLS connection whose handshake is not done this long after accept, in...'
+complete -c logferry -n '__fish_seen_subcommand_from serve' -l request-ms-max -x -d 'close a connection whose request has not fully arrived this long after its fi...'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l node-id -x -d 'node id to present'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l visibility -x -a 'auto log-end checkpoint upstream' -d 'what consumers may see'
 complete -c logferry -n '__fish_seen_subcommand_from serve' -l upstream -x -d 'the co-located broker'
